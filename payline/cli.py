@@ -1,0 +1,257 @@
+"""payline: operate the payments pipeline.
+
+    payline [--conf FILE] [--set section.key=value ...] COMMAND [options]
+
+Commands:
+    up         start the local Kafka broker and Flink cluster, create the topics
+    down       stop what `up` started
+    status     what runs where: broker address, Flink web UI, Prometheus ports, logs
+    topics     create the contract's topics (also done by `up`)
+    generate   send generated payment traffic to Kafka
+    demo       the main job end to end on the embedded default stack
+
+A user error (bad argument, bad configuration value) exits 2 with one line naming it.
+A part of the stack that does not start exits 1 with its name and where its log is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from payline import config as config_mod
+from payline.config import Config, ConfigError
+
+
+class UsageError(ValueError):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad argument as one line, without the usage block."""
+
+    def error(self, message: str):  # noqa: D401
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in 0..1, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in 0..1, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def _spike(text: str):
+    from payline.generator import Spike
+
+    try:
+        return Spike.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--spike: ")) from None
+
+
+def build_parser() -> _Parser:
+    p = _Parser(prog="payline", description="Operate the payline payments pipeline.")
+    p.add_argument("--conf", metavar="FILE", help="a TOML overlay merged over conf/payline.toml")
+    p.add_argument("--set", metavar="SECTION.KEY=VALUE", action="append", default=[],
+                   help="override one configuration value (repeatable)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    sub.add_parser("up", help="start Kafka and Flink on loopback, create topics")
+    sub.add_parser("down", help="stop what `up` started")
+    st = sub.add_parser("status", help="what runs where")
+    st.add_argument("--json", action="store_true", help="machine-readable output")
+    sub.add_parser("topics", help="create the contract's topics")
+
+    g = sub.add_parser("generate", help="send generated traffic to Kafka")
+    _generator_args(g)
+    d = sub.add_parser("demo", help="run the main job end to end on the local stack")
+    d.add_argument("--count", type=_positive_int, default=20000,
+                   help="transactions to generate (default 20000)")
+    d.add_argument("--seed", type=_positive_int, default=None)
+    return p
+
+
+def _generator_args(g: argparse.ArgumentParser) -> None:
+    g.add_argument("--count", type=_positive_int, help="transactions to send")
+    g.add_argument("--duration", type=_positive_float, metavar="SECONDS",
+                   help="send for this long (of the schedule) instead of --count")
+    g.add_argument("--rate", type=_positive_float, metavar="EVENTS_PER_S",
+                   help="events per second of the schedule")
+    g.add_argument("--max-speed", action="store_true",
+                   help="send as fast as possible (event times still follow --rate)")
+    g.add_argument("--accounts", type=_positive_int)
+    g.add_argument("--merchants", type=_positive_int)
+    g.add_argument("--seed", type=_positive_int)
+    g.add_argument("--start-ms", type=_positive_int,
+                   help="event time of the first transaction (default: now, to the minute)")
+    g.add_argument("--spike", type=_spike, action="append", default=[],
+                   metavar="FACTORx:DURATIONs@STARTs", help="e.g. 10x:10s@30s (repeatable)")
+    g.add_argument("--out-of-order-ms", type=_positive_int)
+    for name in ("out-of-order", "duplicate", "conflicting-duplicate", "late", "malformed",
+                 "schema-violation", "invalid-value", "large-amount"):
+        g.add_argument(f"--{name}-fraction", type=_fraction, metavar="F")
+    g.add_argument("--late-by-ms", type=_positive_int)
+    g.add_argument("--late-after", type=_positive_int, metavar="N",
+                   help="no late record among the first N (default 1000)")
+    g.add_argument("--manifest", metavar="FILE",
+                   help="write every record sent, its category, partition and offset (JSONL)")
+
+
+def generator_options(cfg: Config, args: argparse.Namespace | None = None):
+    from payline.generator import Options
+
+    gc = cfg.generator
+    a = vars(args) if args is not None else {}
+
+    def pick(name, default):
+        value = a.get(name)
+        return default if value is None else value
+
+    count = pick("count", gc.count)
+    duration = a.get("duration")
+    if duration is not None and a.get("count") is None:
+        count = None
+    start_ms = pick("start_ms", (int(time.time() * 1000) // 60000) * 60000)
+    opts = Options(
+        seed=pick("seed", gc.seed), start_ms=start_ms, rate_per_s=pick("rate", gc.rate_per_s),
+        count=count, duration_s=duration, accounts=pick("accounts", gc.accounts),
+        merchants=pick("merchants", gc.merchants), spikes=tuple(a.get("spike") or ()),
+        out_of_order_ms=pick("out_of_order_ms", gc.out_of_order_ms),
+        out_of_order_fraction=pick("out_of_order_fraction", gc.out_of_order_fraction),
+        duplicate_fraction=pick("duplicate_fraction", gc.duplicate_fraction),
+        conflicting_duplicate_fraction=pick("conflicting_duplicate_fraction",
+                                            gc.conflicting_duplicate_fraction),
+        late_fraction=pick("late_fraction", gc.late_fraction),
+        late_by_ms=pick("late_by_ms", gc.late_by_ms),
+        late_after=pick("late_after", gc.late_after),
+        malformed_fraction=pick("malformed_fraction", gc.malformed_fraction),
+        schema_violation_fraction=pick("schema_violation_fraction",
+                                       gc.schema_violation_fraction),
+        invalid_value_fraction=pick("invalid_value_fraction", gc.invalid_value_fraction),
+        large_amount_fraction=pick("large_amount_fraction", gc.large_amount_fraction),
+        high_risk_account_fraction=gc.high_risk_account_fraction,
+        currencies=cfg.contract.currencies,
+        txn_topic=cfg.topics.transactions, accounts_topic=cfg.topics.accounts,
+    )
+    if opts.accounts < 1:
+        raise UsageError("payline generate: argument --accounts: must be >= 1")
+    if opts.merchants < 1:
+        raise UsageError("payline generate: argument --merchants: must be >= 1")
+    total_bad = (opts.duplicate_fraction + opts.conflicting_duplicate_fraction
+                 + opts.late_fraction + opts.malformed_fraction
+                 + opts.schema_violation_fraction + opts.invalid_value_fraction)
+    if total_bad >= 1.0:
+        raise UsageError("payline generate: the --*-fraction values must add up to less than 1")
+    if opts.out_of_order_ms >= cfg.event_time.out_of_orderness_ms:
+        raise UsageError(
+            f"payline generate: argument --out-of-order-ms: must stay below "
+            f"event_time.out_of_orderness_ms ({cfg.event_time.out_of_orderness_ms}) "
+            f"to be in bound"
+        )
+    return opts
+
+
+def cmd_generate(cfg: Config, args) -> int:
+    from payline import generator
+
+    opts = generator_options(cfg, args)
+    report = generator.send(cfg.kafka.bootstrap, opts, max_speed=args.max_speed,
+                            manifest=args.manifest)
+    print(report.summary())
+    if args.manifest:
+        print(f"manifest: {args.manifest}")
+    return 0
+
+
+def cmd_demo(cfg: Config, args) -> int:
+    from payline import generator, stack
+
+    stack.up(cfg)
+    ns = argparse.Namespace(count=args.count, seed=args.seed)
+    opts = generator_options(cfg, ns)
+    print(f"generating {opts.count} transactions (seed {opts.seed}) to "
+          f"{cfg.topics.transactions} at {cfg.kafka.bootstrap} ...")
+    report = generator.send(cfg.kafka.bootstrap, opts, max_speed=True)
+    print(report.summary())
+    print()
+    print(stack.format_status(stack.status(cfg)))
+    print()
+    print("demo: the stack stays up; `payline status` shows it, `payline down` stops it.")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        cfg = config_mod.load(args.conf, args.set)
+        return _dispatch(cfg, args)
+    except (UsageError, ConfigError) as exc:
+        print(f"{exc}" if str(exc).startswith(("payline", "conf:", "--set")) else
+              f"payline: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("payline: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a failure of the stack, reported by name, not as a traceback
+        from payline.stack import StackError
+
+        if isinstance(exc, StackError):
+            print(f"payline: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+def _dispatch(cfg: Config, args) -> int:
+    from payline import stack, topics
+
+    if args.command == "up":
+        stack.up(cfg)
+        print(stack.format_status(stack.status(cfg)))
+        return 0
+    if args.command == "down":
+        stack.down(cfg)
+        return 0
+    if args.command == "status":
+        st = stack.status(cfg)
+        print(json.dumps(st, indent=2) if args.json else stack.format_status(st))
+        return 0
+    if args.command == "topics":
+        topics.create_topics(cfg)
+        return 0
+    if args.command == "generate":
+        return cmd_generate(cfg, args)
+    if args.command == "demo":
+        return cmd_demo(cfg, args)
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

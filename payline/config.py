@@ -1,0 +1,319 @@
+"""One configuration path: conf/payline.toml -> optional overlay file -> --set overrides -> frozen
+dataclasses. Environment variables only for endpoints (PAYLINE_KAFKA_BOOTSTRAP,
+PAYLINE_FLINK_REST).
+
+Every bad value raises ConfigError with one line that names the key, e.g.
+``conf: kafka.port must be an integer in 1..65535, got 'abc'``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; str(error) is the one-line message for the user."""
+
+
+# --- field constructors: the rule travels with the field -------------------------------------
+
+
+def _int(lo: int | None = None, hi: int | None = None):
+    return field(metadata={"kind": "int", "lo": lo, "hi": hi})
+
+
+def _float(lo: float, hi: float):
+    return field(metadata={"kind": "float", "lo": lo, "hi": hi})
+
+
+def _str(choices: tuple[str, ...] | None = None):
+    return field(metadata={"kind": "str", "choices": choices})
+
+
+def _path():
+    return field(metadata={"kind": "path"})
+
+
+def _str_list():
+    return field(metadata={"kind": "str_list"})
+
+
+PORT = (1, 65535)
+
+
+@dataclass(frozen=True)
+class Paths:
+    run_dir: Path = _path()
+    data_dir: Path = _path()
+    checkpoints_dir: Path = _path()
+
+
+@dataclass(frozen=True)
+class Kafka:
+    host: str = _str()
+    port: int = _int(*PORT)
+    controller_port: int = _int(*PORT)
+    heap_mb: int = _int(128, 65536)
+    transaction_max_timeout_ms: int = _int(60_000, 7 * 24 * 3600 * 1000)
+    default_partitions: int = _int(1, 1000)
+    start_timeout_s: int = _int(1, 3600)
+    jars_dir: Path = _path()
+
+    @property
+    def bootstrap(self) -> str:
+        return os.environ.get("PAYLINE_KAFKA_BOOTSTRAP") or f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Flink:
+    host: str = _str()
+    rest_port: int = _int(*PORT)
+    jobmanager_rpc_port: int = _int(*PORT)
+    taskmanager_slots: int = _int(1, 256)
+    jobmanager_memory_mb: int = _int(512, 65536)
+    taskmanager_memory_mb: int = _int(1024, 65536)
+    prometheus_port_first: int = _int(*PORT)
+    prometheus_port_last: int = _int(*PORT)
+    default_parallelism: int = _int(1, 256)
+    checkpoint_interval_ms: int = _int(100, 3_600_000)
+    checkpoint_timeout_ms: int = _int(1000, 3_600_000)
+    min_pause_between_checkpoints_ms: int = _int(0, 3_600_000)
+    restart_attempts: int = _int(0, 1_000_000)
+    restart_delay_ms: int = _int(0, 3_600_000)
+    python_execution_mode: str = _str(("thread", "process"))
+    start_timeout_s: int = _int(1, 3600)
+    jars_dir: Path = _path()
+
+    @property
+    def rest_url(self) -> str:
+        return os.environ.get("PAYLINE_FLINK_REST") or f"http://{self.host}:{self.rest_port}"
+
+
+@dataclass(frozen=True)
+class Topics:
+    transactions: str = _str()
+    accounts: str = _str()
+    aggregates: str = _str()
+    late: str = _str()
+    dlq: str = _str()
+    alerts: str = _str()
+
+    def by_key(self) -> dict[str, str]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class TopicSettings:
+    transactions_partitions: int = _int(1, 1000)
+    accounts_partitions: int = _int(1, 1000)
+    aggregates_partitions: int = _int(1, 1000)
+    late_partitions: int = _int(1, 1000)
+    dlq_partitions: int = _int(1, 1000)
+    alerts_partitions: int = _int(1, 1000)
+    retention_ms: int = _int(-1, None)
+
+
+@dataclass(frozen=True)
+class Contract:
+    currencies: tuple[str, ...] = _str_list()
+    max_value_bytes: int = _int(1, None)
+    min_amount_cents: int = _int(1, None)
+    max_amount_cents: int = _int(1, None)
+    min_event_time_ms: int = _int(0, None)
+    max_event_time_ms: int = _int(0, None)
+    dedup_horizon_ms: int = _int(1, None)
+
+
+@dataclass(frozen=True)
+class EventTime:
+    out_of_orderness_ms: int = _int(0, None)
+    idleness_ms: int = _int(0, None)
+    window_ms: int = _int(1, None)
+    allowed_lateness_ms: int = _int(0, None)
+
+
+@dataclass(frozen=True)
+class Generator:
+    seed: int = _int(0, None)
+    rate_per_s: int = _int(0, 10_000_000)
+    count: int = _int(0, None)
+    accounts: int = _int(1, 10_000_000)
+    merchants: int = _int(1, 10_000_000)
+    out_of_order_ms: int = _int(0, None)
+    out_of_order_fraction: float = _float(0.0, 1.0)
+    duplicate_fraction: float = _float(0.0, 1.0)
+    conflicting_duplicate_fraction: float = _float(0.0, 1.0)
+    late_fraction: float = _float(0.0, 1.0)
+    late_by_ms: int = _int(0, None)
+    late_after: int = _int(0, None)
+    malformed_fraction: float = _float(0.0, 1.0)
+    schema_violation_fraction: float = _float(0.0, 1.0)
+    invalid_value_fraction: float = _float(0.0, 1.0)
+    high_risk_account_fraction: float = _float(0.0, 1.0)
+    large_amount_fraction: float = _float(0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class Config:
+    paths: Paths
+    kafka: Kafka
+    flink: Flink
+    topics: Topics
+    topic_settings: TopicSettings
+    contract: Contract
+    event_time: EventTime
+    generator: Generator
+    root: Path = PROJECT_ROOT
+
+    def replace(self, **sections: Any) -> Config:
+        return dataclasses.replace(self, **sections)
+
+
+_SECTIONS = {
+    "paths": Paths, "kafka": Kafka, "flink": Flink, "topics": Topics,
+    "topic_settings": TopicSettings, "contract": Contract, "event_time": EventTime,
+    "generator": Generator,
+}
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+
+def _coerce(key: str, raw: Any, meta: dict, root: Path) -> Any:
+    kind = meta["kind"]
+    if kind == "int":
+        if isinstance(raw, str):
+            try:
+                raw = int(raw.replace("_", ""))
+            except ValueError:
+                pass
+        lo, hi = meta["lo"], meta["hi"]
+        ok = isinstance(raw, int) and not isinstance(raw, bool)
+        if not ok or (lo is not None and raw < lo) or (hi is not None and raw > hi):
+            rng = f" in {lo if lo is not None else '-inf'}..{hi if hi is not None else 'inf'}"
+            raise ConfigError(f"conf: {key} must be an integer{rng}, got {raw!r}")
+        return raw
+    if kind == "float":
+        if isinstance(raw, str):
+            try:
+                raw = float(raw)
+            except ValueError:
+                pass
+        ok = isinstance(raw, (int, float)) and not isinstance(raw, bool)
+        if not ok or not (meta["lo"] <= raw <= meta["hi"]):
+            raise ConfigError(
+                f"conf: {key} must be a number in {meta['lo']}..{meta['hi']}, got {raw!r}"
+            )
+        return float(raw)
+    if kind == "str":
+        if not isinstance(raw, str) or not raw:
+            raise ConfigError(f"conf: {key} must be a non-empty string, got {raw!r}")
+        if meta["choices"] and raw not in meta["choices"]:
+            raise ConfigError(
+                f"conf: {key} must be one of {', '.join(meta['choices'])}, got {raw!r}"
+            )
+        return raw
+    if kind == "path":
+        if not isinstance(raw, str) or not raw:
+            raise ConfigError(f"conf: {key} must be a path string, got {raw!r}")
+        p = Path(raw)
+        return p if p.is_absolute() else root / p
+    if kind == "str_list":
+        if isinstance(raw, str):
+            raw = [s for s in raw.replace(",", " ").split() if s]
+        if not isinstance(raw, list) or not raw or not all(isinstance(s, str) and s for s in raw):
+            raise ConfigError(f"conf: {key} must be a non-empty list of strings, got {raw!r}")
+        return tuple(raw)
+    raise AssertionError(kind)
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"conf: file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"conf: {path} is not valid TOML: {exc}") from None
+
+
+def _merge(base: dict, overlay: dict, where: str) -> None:
+    for section, values in overlay.items():
+        if section not in _SECTIONS:
+            raise ConfigError(f"conf: unknown section '{section}' in {where}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"conf: '{section}' in {where} must be a table")
+        base.setdefault(section, {}).update(values)
+
+
+def parse_override(text: str) -> tuple[str, str, str]:
+    """'section.key=value' -> (section, key, value); a malformed one raises ConfigError."""
+    name, sep, value = text.partition("=")
+    section, dot, key = name.strip().partition(".")
+    if not sep or not dot or not section or not key:
+        raise ConfigError(f"--set: expected section.key=value, got {text!r}")
+    return section, key.strip(), value.strip()
+
+
+def load(
+    conf_file: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    root: Path = PROJECT_ROOT,
+) -> Config:
+    """Load the defaults, merge an optional overlay file and --set overrides, validate all."""
+    data = _read_toml(root / "conf" / "payline.toml")
+    overlay_file = conf_file or os.environ.get("PAYLINE_CONF")
+    if overlay_file:
+        _merge(data, _read_toml(Path(overlay_file)), str(overlay_file))
+    for text in overrides:
+        section, key, value = parse_override(text)
+        _merge(data, {section: {key: value}}, "--set")
+    sections = {}
+    for name, cls in _SECTIONS.items():
+        values = dict(data.get(name, {}))
+        kwargs = {}
+        for f in dataclasses.fields(cls):
+            key = f"{name}.{f.name}"
+            if f.name not in values:
+                raise ConfigError(f"conf: missing key {key}")
+            kwargs[f.name] = _coerce(key, values.pop(f.name), f.metadata, root)
+        if values:
+            raise ConfigError(f"conf: unknown key {name}.{sorted(values)[0]}")
+        sections[name] = cls(**kwargs)
+    cfg = Config(root=root, **sections)
+    _check_relations(cfg)
+    return cfg
+
+
+def _check_relations(cfg: Config) -> None:
+    """Rules that span keys; each message still names the key to change."""
+    f, k, c = cfg.flink, cfg.kafka, cfg.contract
+    if f.prometheus_port_last < f.prometheus_port_first:
+        raise ConfigError("conf: flink.prometheus_port_last must be >= flink.prometheus_port_first")
+    if k.port == k.controller_port:
+        raise ConfigError("conf: kafka.controller_port must differ from kafka.port")
+    if c.max_amount_cents < c.min_amount_cents:
+        raise ConfigError("conf: contract.max_amount_cents must be >= contract.min_amount_cents")
+    if c.max_event_time_ms <= c.min_event_time_ms:
+        raise ConfigError("conf: contract.max_event_time_ms must be > contract.min_event_time_ms")
+    for cur in c.currencies:
+        if len(cur) != 3 or not cur.isalpha() or not cur.isupper():
+            raise ConfigError(f"conf: contract.currencies has {cur!r}, expected a 3-letter code")
+    g = cfg.generator
+    bad = (
+        g.duplicate_fraction
+        + g.conflicting_duplicate_fraction
+        + g.late_fraction
+        + g.malformed_fraction
+        + g.schema_violation_fraction
+        + g.invalid_value_fraction
+    )
+    if bad >= 1.0:
+        raise ConfigError("conf: generator.*_fraction values must add up to less than 1")

@@ -1,0 +1,577 @@
+"""The local stack: a single-node KRaft Kafka broker and a Flink standalone cluster on loopback.
+
+``up`` is idempotent and waits until each part really answers (the broker its metadata, Flink's
+REST API ``/overview`` with a registered TaskManager); ``down`` stops only the processes whose
+pids it recorded (and their children), and checks that they are gone. Everything a run writes
+(rendered configuration, pids, logs, broker data) lives under ``paths.run_dir``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from payline.config import Config
+
+
+class StackError(RuntimeError):
+    """A part of the stack did not start or stop; the message names it and its log."""
+
+
+# --- shared helpers -----------------------------------------------------------------------------
+
+
+def _render(template: Path, dest: Path, values: dict) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    text = string.Template(template.read_text()).substitute(
+        {k: str(v) for k, v in values.items()}
+    )
+    dest.write_text(text)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is not running
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _ours(pid: int, marker: str) -> bool:
+    """A pid counts as ours only while it runs and its command line names our run dir."""
+    return _alive(pid) and marker in _cmdline(pid)
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == pid:
+            kids.append(int(entry))
+    return kids
+
+
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        for kid in _children(todo.pop()):
+            out.append(kid)
+            todo.append(kid)
+    return out
+
+
+def _terminate(pids: list[int], timeout_s: float = 30.0) -> None:
+    """SIGTERM, wait, then SIGKILL whatever is left; returns when all are gone."""
+    family = []
+    for pid in pids:
+        family += [pid, *_descendants(pid)]
+    for pid in family:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and any(_alive(p) for p in family):
+        time.sleep(0.2)
+    for pid in family:
+        if _alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(p) for p in family):
+        time.sleep(0.1)
+
+
+def _port_open(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return "(no log written)"
+    return "\n".join("    " + line for line in text)
+
+
+def java_bin() -> str:
+    home = os.environ.get("JAVA_HOME")
+    if home and (Path(home) / "bin" / "java").exists():
+        return str(Path(home) / "bin" / "java")
+    found = shutil.which("java")
+    if not found:
+        raise StackError("java not found: install Java 17 and put it on PATH or set JAVA_HOME")
+    return found
+
+
+def ensure_jars(cfg: Config) -> None:
+    """Fetch the Maven Central jars once (`mvn dependency:copy-dependencies`); skip if present."""
+    for name, lib in (("kafka", cfg.kafka.jars_dir), ("flink", cfg.flink.jars_dir)):
+        if lib.is_dir() and any(lib.glob("*.jar")):
+            continue
+        pom = cfg.root / "infra" / name / "pom.xml"
+        mvn = shutil.which("mvn")
+        if not mvn:
+            raise StackError(f"{lib} has no jars and mvn is not on PATH: install Maven")
+        proc = subprocess.run(
+            [mvn, "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
+             f"-Dpayline.lib.dir={lib}"],
+            capture_output=True, text=True,
+        )
+        if proc.returncode != 0 or not any(lib.glob("*.jar")):
+            raise StackError(
+                f"fetching the {name} jars with Maven failed ({pom}):\n{proc.stdout[-2000:]}"
+            )
+
+
+# --- Kafka --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KafkaPaths:
+    home: Path
+
+    @property
+    def data(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def properties(self) -> Path:
+        return self.home / "server.properties"
+
+    @property
+    def logs(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def log(self) -> Path:
+        return self.logs / "server.log"
+
+    @property
+    def stdout(self) -> Path:
+        return self.logs / "stdout.log"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "kafka.pid"
+
+
+def kafka_paths(cfg: Config) -> KafkaPaths:
+    return KafkaPaths(cfg.paths.run_dir / "kafka")
+
+
+def _read_pid(path: Path) -> list[int]:
+    try:
+        return [int(x) for x in path.read_text().split() if x.strip().isdigit()]
+    except OSError:
+        return []
+
+
+def kafka_pids(cfg: Config) -> list[int]:
+    kp = kafka_paths(cfg)
+    return [p for p in _read_pid(kp.pid_file) if _ours(p, str(kp.properties))]
+
+
+def kafka_ready(cfg: Config, timeout_s: float = 5.0) -> bool:
+    """True when the broker answers a metadata request."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=cfg.kafka.bootstrap,
+                                 request_timeout_ms=int(timeout_s * 1000),
+                                 client_id="payline-status")
+    except (KafkaError, OSError, ValueError):
+        return False
+    try:
+        admin.describe_cluster()
+        return True
+    except (KafkaError, OSError, ValueError):
+        return False
+    finally:
+        admin.close()
+
+
+def kafka_up(cfg: Config, log=print) -> None:
+    kc, kp = cfg.kafka, kafka_paths(cfg)
+    if kafka_pids(cfg):
+        if _wait(lambda: kafka_ready(cfg), kc.start_timeout_s, kafka_pids, cfg):
+            log(f"kafka: already running at {kc.bootstrap}")
+            return
+        raise StackError(f"kafka: running (pid {kafka_pids(cfg)}) but not answering; "
+                         f"see {kp.log}\n{_tail(kp.log)}")
+    for port, key in ((kc.port, "kafka.port"), (kc.controller_port, "kafka.controller_port")):
+        if _port_open(kc.host, port):
+            raise StackError(f"kafka: port {port} ({key}) is already in use by another process; "
+                             f"stop it or set {key}")
+    kp.logs.mkdir(parents=True, exist_ok=True)
+    _render(cfg.root / "conf" / "kafka" / "server.properties", kp.properties, {
+        "host": kc.host, "port": kc.port, "controller_port": kc.controller_port,
+        "data_dir": kp.data, "default_partitions": kc.default_partitions,
+        "transaction_max_timeout_ms": kc.transaction_max_timeout_ms,
+    })
+    java = java_bin()
+    classpath = f"{kc.jars_dir}/*"
+    jvm = [java, f"-Xms{kc.heap_mb}m", f"-Xmx{kc.heap_mb}m", "-XX:+UseG1GC",
+           f"-Dlog4j2.configurationFile={cfg.root / 'conf' / 'kafka' / 'log4j2.xml'}",
+           f"-Dkafka.logs.dir={kp.logs}", "-cp", classpath]
+    if not (kp.data / "meta.properties").exists():
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        fmt = subprocess.run(
+            [*jvm, "kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id,
+             "-c", str(kp.properties)],
+            capture_output=True, text=True,
+        )
+        if fmt.returncode != 0:
+            raise StackError(f"kafka: formatting the storage in {kp.data} failed:\n"
+                             f"{fmt.stdout[-1500:]}{fmt.stderr[-1500:]}")
+    with open(kp.stdout, "ab") as out:
+        proc = subprocess.Popen([*jvm, "kafka.Kafka", str(kp.properties)], stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, cwd=kp.home)
+    kp.pid_file.write_text(f"{proc.pid}\n")
+    if not _wait(lambda: kafka_ready(cfg), kc.start_timeout_s, kafka_pids, cfg):
+        alive = proc.poll() is None
+        raise StackError(
+            f"kafka: the broker did not {'answer' if alive else 'start'} within "
+            f"{kc.start_timeout_s} s (kafka.start_timeout_s); its log: {kp.log} "
+            f"(stdout: {kp.stdout})\n{_tail(kp.log if kp.log.exists() else kp.stdout)}"
+        )
+    log(f"kafka: up at {kc.bootstrap} (pid {proc.pid}, log {kp.log})")
+
+
+def kafka_down(cfg: Config, log=print) -> None:
+    pids = kafka_pids(cfg)
+    if pids:
+        _terminate(pids)
+        log(f"kafka: stopped (pid {', '.join(map(str, pids))})")
+    else:
+        log("kafka: not running")
+    kafka_paths(cfg).pid_file.unlink(missing_ok=True)
+
+
+def _wait(check, timeout_s: float, pids_fn, cfg: Config) -> bool:
+    """Poll ``check`` until true; give up early when the process we wait for has died."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        if not pids_fn(cfg):
+            return False
+        time.sleep(0.5)
+    return False
+
+
+# --- Flink --------------------------------------------------------------------------------------
+
+
+def flink_home() -> Path:
+    import pyflink
+
+    return Path(pyflink.__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class FlinkPaths:
+    home: Path
+
+    @property
+    def conf(self) -> Path:
+        return self.home / "conf"
+
+    @property
+    def logs(self) -> Path:
+        return self.home / "log"
+
+    @property
+    def pids(self) -> Path:
+        return self.home / "pid"
+
+
+def flink_paths(cfg: Config) -> FlinkPaths:
+    return FlinkPaths(cfg.paths.run_dir / "flink")
+
+
+def flink_env(cfg: Config) -> dict[str, str]:
+    """Environment for the wheel's bin/ scripts (start-cluster.sh, flink run, ...)."""
+    fp = flink_paths(cfg)
+    env = dict(os.environ)
+    env.update({
+        "FLINK_HOME": str(flink_home()),
+        "FLINK_CONF_DIR": str(fp.conf),
+        "FLINK_LOG_DIR": str(fp.logs),
+        "FLINK_PID_DIR": str(fp.pids),
+        # Python workers and the `flink run --python` client use the venv's interpreter.
+        "PYFLINK_CLIENT_EXECUTABLE": sys.executable,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+    })
+    java = java_bin()
+    env.setdefault("JAVA_HOME", str(Path(java).resolve().parent.parent))
+    return env
+
+
+def flink_bin(name: str) -> str:
+    return str(flink_home() / "bin" / name)
+
+
+def flink_pids(cfg: Config) -> dict[str, list[int]]:
+    """Running JobManager and TaskManager pids from the pid files start-cluster.sh wrote."""
+    fp = flink_paths(cfg)
+    out: dict[str, list[int]] = {"jobmanager": [], "taskmanager": []}
+    for role, pattern in (("jobmanager", "*standalonesession.pid"),
+                          ("taskmanager", "*taskexecutor.pid")):
+        for f in fp.pids.glob(pattern) if fp.pids.is_dir() else []:
+            out[role] += [p for p in _read_pid(f) if _ours(p, str(fp.conf))]
+    return out
+
+
+def flink_overview(cfg: Config, timeout_s: float = 3.0) -> dict | None:
+    try:
+        with urllib.request.urlopen(f"{cfg.flink.rest_url}/overview", timeout=timeout_s) as r:
+            return json.loads(r.read())
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def flink_rest(cfg: Config, path: str, timeout_s: float = 5.0) -> dict | list | None:
+    try:
+        with urllib.request.urlopen(f"{cfg.flink.rest_url}{path}", timeout=timeout_s) as r:
+            return json.loads(r.read())
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def _flink_ready(cfg: Config) -> bool:
+    ov = flink_overview(cfg)
+    return bool(ov and ov.get("taskmanagers", 0) >= 1 and ov.get("slots-total", 0) >= 1)
+
+
+def _any_flink_pid(cfg: Config) -> list[int]:
+    p = flink_pids(cfg)
+    return p["jobmanager"] + p["taskmanager"]
+
+
+def render_flink_conf(cfg: Config) -> FlinkPaths:
+    fc, fp = cfg.flink, flink_paths(cfg)
+    for d in (fp.conf, fp.logs, fp.pids):
+        d.mkdir(parents=True, exist_ok=True)
+    for name in ("log4j.properties", "log4j-console.properties", "log4j-cli.properties",
+                 "log4j-session.properties", "logback.xml", "logback-console.xml"):
+        src = flink_home() / "conf" / name
+        if src.exists():
+            shutil.copyfile(src, fp.conf / name)
+    (cfg.paths.checkpoints_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    (cfg.paths.checkpoints_dir / "savepoints").mkdir(parents=True, exist_ok=True)
+    _render(cfg.root / "conf" / "flink" / "config.yaml", fp.conf / "config.yaml", {
+        "pid_dir": fp.pids, "log_dir": fp.logs, "host": fc.host,
+        "jobmanager_rpc_port": fc.jobmanager_rpc_port, "rest_port": fc.rest_port,
+        "jobmanager_memory_mb": fc.jobmanager_memory_mb,
+        "taskmanager_memory_mb": fc.taskmanager_memory_mb,
+        "taskmanager_slots": fc.taskmanager_slots, "default_parallelism": fc.default_parallelism,
+        "checkpoints_dir": cfg.paths.checkpoints_dir.resolve(),
+        "checkpoint_interval_ms": fc.checkpoint_interval_ms,
+        "checkpoint_timeout_ms": fc.checkpoint_timeout_ms,
+        "min_pause_between_checkpoints_ms": fc.min_pause_between_checkpoints_ms,
+        "restart_attempts": fc.restart_attempts, "restart_delay_ms": fc.restart_delay_ms,
+        "prometheus_port_first": fc.prometheus_port_first,
+        "prometheus_port_last": fc.prometheus_port_last,
+        "python": sys.executable, "python_execution_mode": fc.python_execution_mode,
+    })
+    (fp.conf / "masters").write_text(f"{fc.host}:{fc.rest_port}\n")
+    # start-cluster.sh starts a worker locally (no ssh) only for the literal "localhost".
+    (fp.conf / "workers").write_text("localhost\n")
+    return fp
+
+
+def _install_python_jar_in_lib() -> None:
+    """FLINK-37727: under Java 17 a second thread-mode Python job on one TaskManager fails with
+    NoSuchFieldException: loadedLibraryNames unless flink-python is on the cluster classpath."""
+    home = flink_home()
+    for jar in (home / "opt").glob("flink-python-*.jar"):
+        target = home / "lib" / jar.name
+        if not target.exists():
+            shutil.copyfile(jar, target)
+
+
+def flink_up(cfg: Config, log=print) -> None:
+    fc = cfg.flink
+    fp = flink_paths(cfg)
+    pids = flink_pids(cfg)
+    if pids["jobmanager"] and pids["taskmanager"]:
+        if _wait(lambda: _flink_ready(cfg), fc.start_timeout_s, _any_flink_pid, cfg):
+            log(f"flink: already running, web UI {fc.rest_url}")
+            return
+    if pids["jobmanager"] or pids["taskmanager"]:  # half a cluster: start it again, whole
+        _terminate(pids["jobmanager"] + pids["taskmanager"])
+    for port, key in ((fc.rest_port, "flink.rest_port"),
+                      (fc.jobmanager_rpc_port, "flink.jobmanager_rpc_port")):
+        if _port_open(fc.host, port):
+            raise StackError(f"flink: port {port} ({key}) is already in use by another process; "
+                             f"stop it or set {key}")
+    render_flink_conf(cfg)
+    _install_python_jar_in_lib()
+    for f in fp.pids.glob("*.pid"):
+        f.unlink()
+    proc = subprocess.run([flink_bin("start-cluster.sh")], env=flink_env(cfg),
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise StackError(f"flink: start-cluster.sh failed (exit {proc.returncode}); logs in "
+                         f"{fp.logs}\n{proc.stdout[-1500:]}{proc.stderr[-1500:]}")
+    if not _wait(lambda: _flink_ready(cfg), fc.start_timeout_s, _any_flink_pid, cfg):
+        pids = flink_pids(cfg)
+        part = "JobManager" if not pids["jobmanager"] else "TaskManager"
+        pattern = "standalonesession" if part == "JobManager" else "taskexecutor"
+        logs = sorted(fp.logs.glob(f"*{pattern}*.log"))
+        logfile = logs[-1] if logs else fp.logs
+        raise StackError(
+            f"flink: the {part} did not become ready within {fc.start_timeout_s} s "
+            f"(flink.start_timeout_s); its log: {logfile}\n{_tail(logfile)}"
+        )
+    ov = flink_overview(cfg) or {}
+    log(f"flink: up, web UI {fc.rest_url} ({ov.get('taskmanagers')} TaskManager, "
+        f"{ov.get('slots-total')} slots; logs {fp.logs})")
+
+
+def flink_down(cfg: Config, log=print) -> None:
+    pids = flink_pids(cfg)
+    every = pids["taskmanager"] + pids["jobmanager"]
+    if every:
+        _terminate(every)
+        log(f"flink: stopped (JobManager pid {pids['jobmanager']}, TaskManager pid "
+            f"{pids['taskmanager']})")
+    else:
+        log("flink: not running")
+    fp = flink_paths(cfg)
+    if fp.pids.is_dir():
+        for f in fp.pids.glob("*.pid"):
+            f.unlink()
+
+
+# --- the whole stack ----------------------------------------------------------------------------
+
+
+def up(cfg: Config, log=print) -> None:
+    from payline import topics
+
+    ensure_jars(cfg)
+    kafka_up(cfg, log)
+    try:
+        topics.create_topics(cfg, log)
+        flink_up(cfg, log)
+    except Exception:
+        log("up failed; the parts that did start are left running for inspection "
+            "(`payline down` stops them)")
+        raise
+
+
+def down(cfg: Config, log=print) -> None:
+    flink_down(cfg, log)
+    kafka_down(cfg, log)
+
+
+def prometheus_ports(cfg: Config) -> list[int]:
+    fc = cfg.flink
+    return [p for p in range(fc.prometheus_port_first, fc.prometheus_port_last + 1)
+            if _port_open(fc.host, p)]
+
+
+def status(cfg: Config) -> dict:
+    kp, fp = kafka_paths(cfg), flink_paths(cfg)
+    kpids = kafka_pids(cfg)
+    fpids = flink_pids(cfg)
+    ov = flink_overview(cfg) if fpids["jobmanager"] else None
+    jobs = []
+    if ov:
+        listing = flink_rest(cfg, "/jobs/overview") or {}
+        jobs = [{"id": j["jid"], "name": j["name"], "state": j["state"]}
+                for j in listing.get("jobs", [])]
+    return {
+        "kafka": {
+            "running": bool(kpids),
+            "ready": bool(kpids) and kafka_ready(cfg, timeout_s=3),
+            "pids": kpids,
+            "bootstrap": cfg.kafka.bootstrap,
+            "log": str(kp.log),
+            "data_dir": str(kp.data),
+        },
+        "flink": {
+            "running": bool(fpids["jobmanager"]),
+            "ready": bool(ov),
+            "jobmanager_pids": fpids["jobmanager"],
+            "taskmanager_pids": fpids["taskmanager"],
+            "web_ui": cfg.flink.rest_url,
+            "taskmanagers": (ov or {}).get("taskmanagers", 0),
+            "slots_total": (ov or {}).get("slots-total", 0),
+            "slots_available": (ov or {}).get("slots-available", 0),
+            "jobs": jobs,
+            "logs": str(fp.logs),
+            "conf_dir": str(fp.conf),
+            "prometheus_ports": prometheus_ports(cfg) if fpids["jobmanager"] else [],
+            "checkpoints_dir": str(cfg.paths.checkpoints_dir),
+        },
+    }
+
+
+def format_status(st: dict) -> str:
+    k, f = st["kafka"], st["flink"]
+
+    def state(part: dict) -> str:
+        if part["running"] and part["ready"]:
+            return "running"
+        return "starting or unhealthy" if part["running"] else "stopped"
+
+    lines = [
+        f"kafka  {state(k):<8} broker {k['bootstrap']}"
+        + (f"  pid {', '.join(map(str, k['pids']))}" if k["pids"] else ""),
+        f"       log {k['log']}",
+        f"flink  {state(f):<8} web UI {f['web_ui']}"
+        + (f"  JobManager pid {f['jobmanager_pids']} TaskManager pid {f['taskmanager_pids']}"
+           if f["running"] else ""),
+    ]
+    if f["running"]:
+        lines.append(f"       {f['taskmanagers']} TaskManager(s), "
+                     f"{f['slots_available']}/{f['slots_total']} slots free; "
+                     f"Prometheus metrics on port(s) "
+                     f"{', '.join(map(str, f['prometheus_ports'])) or 'none yet'}")
+        for j in f["jobs"]:
+            lines.append(f"       job {j['name']} {j['state']} ({j['id']})")
+    lines.append(f"       logs {f['logs']}")
+    lines.append(f"       checkpoints and savepoints {f['checkpoints_dir']}")
+    return "\n".join(lines)
