@@ -221,9 +221,10 @@ def main(argv: list[str] | None = None) -> int:
         print("payline: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # a failure of the stack, reported by name, not as a traceback
+        from payline.generator import SendError
         from payline.stack import StackError
 
-        if isinstance(exc, StackError):
+        if isinstance(exc, (StackError, SendError)):
             print(f"payline: {exc}", file=sys.stderr)
             return 1
         raise

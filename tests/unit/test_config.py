@@ -1,0 +1,95 @@
+"""conf/payline.toml loads into frozen dataclasses; every bad value is refused by name."""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from payline import config
+from payline.config import ConfigError
+
+
+def test_checked_in_defaults_are_the_contracts():
+    cfg = config.load()
+    assert cfg.topics.transactions == "payments.transactions"
+    assert cfg.topics.accounts == "payments.accounts"
+    assert cfg.topics.aggregates == "payments.account-aggregates"
+    assert cfg.topics.late == "payments.late-transactions"
+    assert cfg.topics.dlq == "payments.dlq"
+    assert cfg.topics.alerts == "payments.alerts"
+    assert cfg.event_time.out_of_orderness_ms == 5000
+    assert cfg.event_time.idleness_ms == 10000
+    assert cfg.event_time.window_ms == 60000
+    assert cfg.event_time.allowed_lateness_ms == 0
+    assert cfg.contract.dedup_horizon_ms == 24 * 3600 * 1000
+    assert cfg.contract.max_value_bytes == 64 * 1024
+    assert cfg.contract.currencies == tuple(
+        "USD EUR GBP JPY CHF CAD AUD SEK NOK DKK PLN INR BRL MXN SGD".split())
+    assert (cfg.contract.min_amount_cents, cfg.contract.max_amount_cents) == (1, 10**12)
+    assert (cfg.contract.min_event_time_ms, cfg.contract.max_event_time_ms) == (
+        946684800000, 4102444800000)
+
+
+def test_config_is_frozen():
+    cfg = config.load()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.kafka.port = 1
+
+
+def test_set_override_is_applied_and_typed():
+    cfg = config.load(overrides=["kafka.port=19092", "generator.duplicate_fraction=0.5"])
+    assert cfg.kafka.port == 19092
+    assert cfg.generator.duplicate_fraction == 0.5
+
+
+def test_relative_paths_resolve_against_the_project_root():
+    cfg = config.load(overrides=["paths.run_dir=somewhere"])
+    assert cfg.paths.run_dir == config.PROJECT_ROOT / "somewhere"
+
+
+def test_overlay_file_is_merged(tmp_path: Path):
+    overlay = tmp_path / "o.toml"
+    overlay.write_text('[flink]\nrest_port = 18081\n[topics]\ndlq = "x.dlq"\n')
+    cfg = config.load(overlay)
+    assert cfg.flink.rest_port == 18081
+    assert cfg.topics.dlq == "x.dlq"
+    assert cfg.kafka.port == 9092
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("kafka.port=abc", "conf: kafka.port must be an integer in 1..65535, got 'abc'"),
+        ("kafka.port=70000", "conf: kafka.port must be an integer in 1..65535, got 70000"),
+        ("flink.python_execution_mode=fast",
+         "conf: flink.python_execution_mode must be one of thread, process, got 'fast'"),
+        ("generator.late_fraction=2", "conf: generator.late_fraction must be a number in"),
+        ("kafka.prot=1", "conf: unknown key kafka.prot"),
+        ("kafkaa.port=1", "conf: unknown section 'kafkaa' in --set"),
+        ("kafka.port", "--set: expected section.key=value, got 'kafka.port'"),
+        ("kafka.controller_port=9092", "conf: kafka.controller_port must differ from kafka.port"),
+        ("contract.currencies=USD,euro", "conf: contract.currencies has 'euro'"),
+    ],
+)
+def test_bad_value_is_refused_with_a_message_naming_the_key(override, message):
+    with pytest.raises(ConfigError) as err:
+        config.load(overrides=[override])
+    text = str(err.value)
+    assert text.startswith(message)
+    assert "\n" not in text
+
+
+def test_broken_overlay_file_names_the_file(tmp_path: Path):
+    overlay = tmp_path / "broken.toml"
+    overlay.write_text("[kafka\nport=1\n")
+    with pytest.raises(ConfigError, match=f"conf: {overlay} is not valid TOML"):
+        config.load(overlay)
+
+
+def test_missing_key_is_named(tmp_path: Path):
+    root = tmp_path / "proj"
+    (root / "conf").mkdir(parents=True)
+    text = (config.PROJECT_ROOT / "conf" / "payline.toml").read_text()
+    (root / "conf" / "payline.toml").write_text(text.replace("heap_mb = 768\n", ""))
+    with pytest.raises(ConfigError, match="conf: missing key kafka.heap_mb"):
+        config.load(root=root)

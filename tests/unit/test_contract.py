@@ -1,0 +1,154 @@
+"""udfs.contract.validate: CONTRACT.md §1 and §3 steps 1-3, at and just past every boundary."""
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from udfs.contract import (
+    ERROR_CLASSES,
+    INVALID_VALUE,
+    MALFORMED,
+    SCHEMA_VIOLATION,
+    Invalid,
+    Valid,
+    validate,
+)
+
+GOOD = {"txn_id": "t-1", "account_id": "acct-1", "merchant_id": "m-1", "amount_cents": 100,
+        "currency": "USD", "kind": "purchase", "event_time_ms": 1767225600000,
+        "channel": "web", "country": "US"}
+
+
+def enc(obj) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def with_(**kw) -> bytes:
+    return enc({**GOOD, **kw})
+
+
+def classify(raw: bytes):
+    r = validate(raw)
+    return ("OK", None) if isinstance(r, Valid) else (r.error_class, r.field)
+
+
+def test_a_good_record_is_accepted_and_extra_fields_are_dropped():
+    r = validate(enc({**GOOD, "new_field": [1, 2]}))
+    assert isinstance(r, Valid)
+    assert r.txn == GOOD
+
+
+@pytest.mark.parametrize("raw, why", [
+    (b"\xff\xfe{}", "not UTF-8"),
+    (b'{"txn_id": "t-1"', "truncated"),
+    (b"[1, 2]", "an array"),
+    (b'"a string"', "a string"),
+    (b"", "empty"),
+    (enc({**GOOD})[:-1] + b',"x":NaN}', "NaN token"),
+    (b'{"a": Infinity}', "Infinity token"),
+    (b"[" * 100000 + b"]" * 100000, "nested too deeply"),
+    (None, "tombstone"),
+])
+def test_malformed(raw, why):
+    assert classify(raw) == (MALFORMED, None), why
+
+
+def test_size_limit_is_64_kib_inclusive():
+    base = enc({**GOOD, "pad": ""})
+    at_limit = enc({**GOOD, "pad": "x" * (65536 - len(base))})
+    assert len(at_limit) == 65536
+    assert classify(at_limit) == ("OK", None)
+    over = enc({**GOOD, "pad": "x" * (65537 - len(base))})
+    assert len(over) == 65537
+    assert classify(over) == (MALFORMED, None)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("amount_cents", 1.5), ("amount_cents", 100.0), ("amount_cents", True),
+    ("amount_cents", "100"), ("amount_cents", None), ("event_time_ms", False),
+    ("event_time_ms", 1.7e12), ("txn_id", 1), ("currency", ["USD"]), ("country", {"c": 1}),
+])
+def test_wrong_json_type_is_a_schema_violation(field, value):
+    assert classify(with_(**{field: value})) == (SCHEMA_VIOLATION, field)
+
+
+@pytest.mark.parametrize("field", [f for f in GOOD])
+def test_missing_field_is_a_schema_violation(field):
+    assert classify(enc({k: v for k, v in GOOD.items() if k != field})) == (SCHEMA_VIOLATION,
+                                                                             field)
+
+
+def test_schema_violations_are_reported_before_invalid_values():
+    # txn_id breaks its rule, amount_cents has the wrong type: the type wins (step 2 < step 3)
+    assert classify(with_(txn_id="bad id", amount_cents="1")) == (SCHEMA_VIOLATION,
+                                                                  "amount_cents")
+
+
+@pytest.mark.parametrize("field", ["txn_id", "account_id", "merchant_id"])
+def test_id_length_boundaries(field):
+    assert classify(with_(**{field: "a" * 64})) == ("OK", None)
+    assert classify(with_(**{field: "a" * 65})) == (INVALID_VALUE, field)
+    assert classify(with_(**{field: ""})) == (INVALID_VALUE, field)
+    assert classify(with_(**{field: "A-z_0.9:"})) == ("OK", None)
+    for bad in ("a b", "a/b", "é", "a\n"):
+        assert classify(with_(**{field: bad})) == (INVALID_VALUE, field), bad
+
+
+@pytest.mark.parametrize("literal, ok", [("0", False), ("1", True), ("1000000000000", True),
+                                         ("1000000000001", False), ("-5", False),
+                                         ("1" + "0" * 400, False), ("-" + "9" * 5000, False)],
+                         ids=["0", "1", "max", "max+1", "negative", "400 digits", "5000 digits"])
+def test_amount_boundaries(literal, ok):
+    raw = with_(amount_cents=0)
+    raw = raw.replace(b'"amount_cents":0', b'"amount_cents":' + literal.encode())
+    assert classify(raw) == (("OK", None) if ok else (INVALID_VALUE, "amount_cents"))
+
+
+@pytest.mark.parametrize("value, ok", [(946684800000, True), (946684799999, False),
+                                       (4102444799999, True), (4102444800000, False)])
+def test_event_time_boundaries(value, ok):
+    assert classify(with_(event_time_ms=value)) == (
+        ("OK", None) if ok else (INVALID_VALUE, "event_time_ms"))
+
+
+@pytest.mark.parametrize("field, good, bad", [
+    ("currency", ["USD", "SGD", "JPY"], ["usd", "XXX", "", "US"]),
+    ("kind", ["purchase", "refund"], ["Purchase", "chargeback", ""]),
+    ("channel", ["web", "pos", "mobile", "atm"], ["WEB", "fax", ""]),
+    ("country", ["US", "DE"], ["us", "USA", "U", "", "1A"]),
+])
+def test_allow_lists_and_patterns(field, good, bad):
+    for v in good:
+        assert classify(with_(**{field: v})) == ("OK", None), v
+    for v in bad:
+        assert classify(with_(**{field: v})) == (INVALID_VALUE, field), v
+
+
+def test_error_message_names_the_field_and_the_rule():
+    r = validate(with_(txn_id="t" * 65))
+    assert r.error == "txn_id: must match ^[A-Za-z0-9_.:-]{1,64}$"
+    r = validate(with_(amount_cents=1.5))
+    assert r.error == "amount_cents: expected integer, got number with a fraction part"
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=300))
+def test_random_bytes_never_raise_and_get_a_contract_class(raw):
+    r = validate(raw)
+    assert isinstance(r, Valid) or r.error_class in ERROR_CLASSES
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(st.sampled_from(list(GOOD) + ["x"]), json_values))
+def test_random_json_objects_never_raise(obj):
+    r = validate(json.dumps(obj).encode())
+    assert isinstance(r, (Valid, Invalid))
