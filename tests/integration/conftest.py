@@ -4,6 +4,7 @@ never collides with a developer's `payline up` on the default ports."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -31,11 +32,18 @@ checkpoint_interval_ms = 2000
 """
 
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
 @pytest.fixture(scope="session")
-def stack_conf(tmp_path_factory) -> Path:
-    base = Path(os.environ.get("PAYLINE_TEST_RUN_DIR") or tmp_path_factory.mktemp("stack"))
-    base.mkdir(parents=True, exist_ok=True)
+def stack_conf() -> Path:
+    """A fresh run dir (default run/test-stack, kept after the run for its logs)."""
+    base = Path(os.environ.get("PAYLINE_TEST_RUN_DIR") or ROOT / "run" / "test-stack")
     conf = base / "test-stack.toml"
+    if conf.exists():  # a previous run's stack: stop it by pid before wiping its data
+        payline(conf, "down", check=False)
+    shutil.rmtree(base, ignore_errors=True)
+    base.mkdir(parents=True)
     conf.write_text(TEST_PORTS.format(run=base))
     return conf
 

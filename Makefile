@@ -1,0 +1,42 @@
+# The README's two commands are `make demo` and `make test`; both do the whole set-up first
+# (venv, Python packages, Maven Central jars), each step skipped when already done.
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup jars demo test lint up down status clean
+
+setup: $(VENV)/.installed jars
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+jars: infra/kafka/target/lib/.fetched infra/flink/target/lib/.fetched
+
+infra/%/target/lib/.fetched: infra/%/pom.xml
+	mvn -q -B -f $< dependency:copy-dependencies
+	touch $@
+
+demo: setup
+	$(BIN)/payline demo
+
+# pytest exits 5 when it collected no test: that is a failure here, never a pass.
+test: setup lint
+	$(BIN)/pytest; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; \
+	exit $$rc
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+
+up down status: setup
+	$(BIN)/payline $@
+
+clean:
+	-$(BIN)/payline down
+	rm -rf run data reports infra/*/target
