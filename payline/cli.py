@@ -220,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("payline: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `payline status | head`: the reader left, nothing is wrong
+        sys.stderr.close()
+        return 0
     except Exception as exc:  # a failure of the stack, reported by name, not as a traceback
         from payline.generator import SendError
         from payline.stack import StackError

@@ -370,6 +370,9 @@ def producer(bootstrap: str, **overrides):
         "message.max.bytes": 2 * 1024 * 1024,  # the oversize test records are > 64 KiB
         "queue.buffering.max.messages": 1_000_000,
         "client.id": "payline-generator",
+        # librdkafka logs retried start-up conditions (e.g. "coordinator load in progress") as
+        # warnings; delivery failures still surface through the delivery callbacks.
+        "log_level": 3,
     }
     settings.update(overrides)
     return Producer(settings)
