@@ -29,6 +29,10 @@ class UsageError(ValueError):
     pass
 
 
+# job name -> its module under jobs/streaming/
+STREAMING_JOBS = {"transactions": "transactions.py"}
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a bad argument as one line, without the usage block."""
 
@@ -88,6 +92,15 @@ def build_parser() -> _Parser:
     st = sub.add_parser("status", help="what runs where")
     st.add_argument("--json", action="store_true", help="machine-readable output")
     sub.add_parser("topics", help="create the contract's topics")
+
+    sb = sub.add_parser("submit", help="submit a streaming job to the Flink cluster")
+    sb.add_argument("job", choices=sorted(STREAMING_JOBS))
+    sb.add_argument("--bounded", action="store_true",
+                    help="read to the offsets current at start, then finish")
+    sb.add_argument("--starting-offsets", choices=("earliest", "committed"), default=None)
+    sb.add_argument("--group-id", default=None)
+    sb.add_argument("--from-savepoint", metavar="PATH")
+    sb.add_argument("--attached", action="store_true", help="wait until the job finishes")
 
     g = sub.add_parser("generate", help="send generated traffic to Kafka")
     _generator_args(g)
@@ -190,6 +203,31 @@ def cmd_generate(cfg: Config, args) -> int:
     return 0
 
 
+def cmd_submit(cfg: Config, args) -> int:
+    import re
+
+    from payline.flink_cli import flink_run
+
+    job_args = []
+    if args.conf:
+        job_args += ["--conf", args.conf]
+    for item in args.set:
+        job_args += ["--set", item]
+    if args.bounded:
+        job_args.append("--bounded")
+    if args.starting_offsets:
+        job_args += ["--starting-offsets", args.starting_offsets]
+    if args.group_id:
+        job_args += ["--group-id", args.group_id]
+    script = cfg.root / "jobs" / "streaming" / STREAMING_JOBS[args.job]
+    proc = flink_run(cfg, script, job_args, detached=not args.attached,
+                     from_savepoint=args.from_savepoint)
+    found = re.search(r"JobID ([0-9a-f]{32})", proc.stdout)
+    print(f"submitted {args.job}: job id {found.group(1) if found else '?'}; "
+          f"web UI {cfg.flink.rest_url}")
+    return 0
+
+
 def cmd_demo(cfg: Config, args) -> int:
     from payline import generator, stack
 
@@ -250,6 +288,8 @@ def _dispatch(cfg: Config, args) -> int:
     if args.command == "topics":
         topics.create_topics(cfg)
         return 0
+    if args.command == "submit":
+        return cmd_submit(cfg, args)
     if args.command == "generate":
         return cmd_generate(cfg, args)
     if args.command == "demo":

@@ -370,6 +370,8 @@ def producer(bootstrap: str, **overrides):
         "message.max.bytes": 2 * 1024 * 1024,  # the oversize test records are > 64 KiB
         "queue.buffering.max.messages": 1_000_000,
         "client.id": "payline-generator",
+        # the Java client's partitioner: a key lands where any Kafka client would put it
+        "partitioner": "murmur2_random",
         # librdkafka logs retried start-up conditions (e.g. "coordinator load in progress") as
         # warnings; delivery failures still surface through the delivery callbacks.
         "log_level": 3,

@@ -1,0 +1,214 @@
+"""The transactions job on the real broker and cluster (`payline submit transactions`).
+
+A fixed, hand-written data set with exact and conflicting duplicates, every error class,
+out-of-order events inside the bound and a late event far behind the watermark. The expected
+aggregates, DLQ entries and late records are computed here, from the data set, with plain
+arithmetic; nothing of udfs/ or the job is used to compute them.
+
+Lateness is made deterministic by sending in two phases: the late record goes out only after
+the job has committed the aggregates of the windows it belongs behind.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+import urllib.request
+from collections import defaultdict
+
+import pytest
+from kafka.partitioner.default import murmur2
+
+from payline.generator import producer
+
+from .conftest import payline
+from .kafka_io import create_topic, read_all
+
+pytestmark = pytest.mark.integration
+
+T0 = 1767225600000  # 2026-01-01T00:00:00Z, window-aligned
+W = 60000
+TOPICS = {"transactions": "it.tx.transactions", "dlq": "it.tx.dlq",
+          "late": "it.tx.late", "aggregates": "it.tx.aggregates"}
+
+
+def account_on(partition: int, tag: str) -> str:
+    """An account id whose key the Java partitioner puts on ``partition`` (of 3)."""
+    for i in range(1000):
+        name = f"acct-{tag}-{i}"
+        if (murmur2(name.encode()) & 0x7FFFFFFF) % 3 == partition:
+            return name
+    raise AssertionError("no account id found")
+
+
+A1, A2, A3 = account_on(0, "a"), account_on(1, "b"), account_on(2, "c")
+
+
+def txn(txn_id, account, amount, t, kind="purchase", currency="EUR"):
+    return {"txn_id": txn_id, "account_id": account, "merchant_id": "m-1",
+            "amount_cents": amount, "currency": currency, "kind": kind, "event_time_ms": t,
+            "channel": "web", "country": "DE"}
+
+
+def enc(obj) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+# (label, key, value, expectation): expectation is "accept", "duplicate", "late", or a DLQ class
+PHASE_1 = [
+    ("a1-1", A1, enc(txn("t-a1-1", A1, 1000, T0 + 1000)), "accept"),
+    ("a1-2", A1, enc(txn("t-a1-2", A1, 300, T0 + 2000, kind="refund")), "accept"),
+    ("a1-3", A1, enc(txn("t-a1-3", A1, 5000, T0 + 30000)), "accept"),
+    ("a2-1", A2, enc(txn("t-a2-1", A2, 200, T0 + 5000, currency="USD")), "accept"),
+    ("a2-2", A2, enc(txn("t-a2-2", A2, 700, T0 + 10000)), "accept"),
+    ("a1-4", A1, enc(txn("t-a1-4", A1, 400, T0 + 61000)), "accept"),
+    ("a3-1", A3, enc(txn("t-a3-1", A3, 900, T0 + 62000)), "accept"),
+    # 3 s behind the newest event of its partition: inside the 5 s bound, still in window 0
+    ("a3-ooo", A3, enc(txn("t-a3-2", A3, 100, T0 + 59000)), "accept"),
+    # a producer retry: the same bytes again
+    ("a1-1-retry", A1, enc(txn("t-a1-1", A1, 1000, T0 + 1000)), "duplicate"),
+    # the same txn_id with another amount
+    ("a1-1-conflict", A1, enc(txn("t-a1-1", A1, 1001, T0 + 1000)), "CONFLICTING_DUPLICATE"),
+    ("oversize", A2, enc({**txn("t-big", A2, 1, T0 + 3000), "pad": ""})[:-1]
+     + b',"pad2":"' + b"x" * 65536 + b'"}', "MALFORMED"),
+    ("not-utf8", A2, b'{"txn_id":"t-\xff\xfe"}', "MALFORMED"),
+    ("array", A2, enc([txn("t-arr", A2, 1, T0 + 3000)]), "MALFORMED"),
+    ("fraction", A3, enc({**txn("t-frac", A3, 1, T0 + 3000), "amount_cents": 1.5}),
+     "SCHEMA_VIOLATION"),
+    ("boolean", A3, enc({**txn("t-bool", A3, 1, T0 + 3000), "amount_cents": True}),
+     "SCHEMA_VIOLATION"),
+    ("missing", A3, enc({k: v for k, v in txn("t-miss", A3, 1, T0 + 3000).items()
+                         if k != "country"}), "SCHEMA_VIOLATION"),
+    ("long-id", A1, enc(txn("t" * 65, A1, 1, T0 + 3000)), "INVALID_VALUE"),
+    ("currency", A1, enc(txn("t-cur", A1, 1, T0 + 3000, currency="XXX")), "INVALID_VALUE"),
+    # every partition moves past the end of windows 0 and 1 (watermark = max - 5 s)
+    ("a1-adv", A1, enc(txn("t-a1-adv", A1, 50, T0 + 130000)), "accept"),
+    ("a2-adv", A2, enc(txn("t-a2-adv", A2, 60, T0 + 131000)), "accept"),
+    ("a3-adv", A3, enc(txn("t-a3-adv", A3, 70, T0 + 132000)), "accept"),
+]
+PHASE_2 = [
+    # window 0 closed long ago: late, and in no aggregate
+    ("a2-late", A2, enc(txn("t-a2-late", A2, 999, T0 + 20000)), "late"),
+    # past window 2 everywhere, so window 2 fires; these windows themselves never close
+    ("a1-flush", A1, enc(txn("t-a1-flush", A1, 1, T0 + 600000)), "accept-open"),
+    ("a2-flush", A2, enc(txn("t-a2-flush", A2, 1, T0 + 600000)), "accept-open"),
+    ("a3-flush", A3, enc(txn("t-a3-flush", A3, 1, T0 + 600000)), "accept-open"),
+]
+
+
+def expected_aggregates() -> dict[str, dict]:
+    """Plain arithmetic over the accepted, on-time records of closed windows."""
+    out: dict[str, dict] = defaultdict(lambda: {
+        "txn_count": 0, "purchase_count": 0, "refund_count": 0, "purchase_cents": 0,
+        "refund_cents": 0, "max_amount_cents": 0})
+    for _, _, value, expect in PHASE_1:
+        if expect != "accept":
+            continue
+        t = json.loads(value)
+        start = t["event_time_ms"] // W * W
+        key = f"{t['account_id']}|{t['currency']}|{start}"
+        a = out[key]
+        a.update(account_id=t["account_id"], currency=t["currency"], window_start_ms=start,
+                 window_end_ms=start + W)
+        a["txn_count"] += 1
+        kind = "purchase" if t["kind"] == "purchase" else "refund"
+        a[f"{kind}_count"] += 1
+        a[f"{kind}_cents"] += t["amount_cents"]
+        a["max_amount_cents"] = max(a["max_amount_cents"], t["amount_cents"])
+    for a in out.values():
+        a["net_cents"] = a["purchase_cents"] - a["refund_cents"]
+    return dict(out)
+
+
+def send(cfg, records) -> dict[str, tuple[int, int]]:
+    """Produce in order; label -> (partition, offset)."""
+    prod = producer(cfg.kafka.bootstrap)
+    positions = {}
+    for label, key, value, _ in records:
+        def done(err, msg, label=label):
+            assert err is None, err
+            positions[label] = (msg.partition(), msg.offset())
+        prod.produce(TOPICS["transactions"], key=key.encode(), value=value, on_delivery=done)
+        prod.flush(30)  # one at a time: the order within a partition is the list's order
+    return positions
+
+
+def wait_for(predicate, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(2)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def committed_aggregates(cfg) -> list[tuple[str, dict]]:
+    return [(r.key.decode(), json.loads(r.value))
+            for r in read_all(cfg, TOPICS["aggregates"])]
+
+
+@pytest.fixture(scope="module")
+def job(stack_conf, stack_cfg):
+    payline(stack_conf, "up")
+    for name in TOPICS.values():
+        create_topic(stack_cfg, name, 3)
+    overrides = [f"--set=topics.{k}={v}" for k, v in TOPICS.items()]
+    out = payline(stack_conf, *overrides, "submit", "transactions",
+                  "--starting-offsets", "earliest", "--group-id", "it-tx").stdout
+    job_id = re.search(r"job id ([0-9a-f]{32})", out).group(1)
+    yield stack_cfg
+    req = urllib.request.Request(f"{stack_cfg.flink.rest_url}/jobs/{job_id}?mode=cancel",
+                                 method="PATCH")
+    urllib.request.urlopen(req, timeout=30).read()
+
+
+def test_outputs_equal_the_independently_computed_ones(job):
+    cfg = job
+    pos1 = send(cfg, PHASE_1)
+    expected = expected_aggregates()
+    early = {k for k, a in expected.items() if a["window_start_ms"] < T0 + 2 * W}
+    wait_for(lambda: early <= {k for k, _ in committed_aggregates(cfg)}, 180,
+             "the aggregates of windows 0 and 1")
+    pos2 = send(cfg, PHASE_2)
+    wait_for(lambda: set(expected) <= {k for k, _ in committed_aggregates(cfg)}, 120,
+             "every closed window's aggregate")
+    wait_for(lambda: read_all(cfg, TOPICS["late"]), 60, "the late record")
+    time.sleep(2 * cfg.flink.checkpoint_interval_ms / 1000)  # anything extra would show now
+
+    # aggregates: exactly the expected ones, each once
+    got = committed_aggregates(cfg)
+    assert len(got) == len({k for k, _ in got}), "an aggregate was committed twice"
+    assert dict(got) == expected
+
+    # DLQ: every bad record by class and source position, and nothing else
+    positions = {**pos1, **pos2}
+    dlq = [json.loads(r.value) for r in read_all(cfg, TOPICS["dlq"])]
+    got_dlq = {(d["error_class"], d["source_partition"], d["source_offset"]) for d in dlq}
+    want_dlq = {(expect, *positions[label]) for label, _, _, expect in PHASE_1 + PHASE_2
+                if expect not in ("accept", "accept-open", "duplicate", "late")}
+    assert got_dlq == want_dlq
+    assert len(dlq) == len(want_dlq)
+    by_label = {label: value for label, _, value, _ in PHASE_1}
+    for d in dlq:
+        assert d["source_topic"] == TOPICS["transactions"]
+        raw = (base64.b64decode(d["raw"]) if d["raw_encoding"] == "base64"
+               else d["raw"].encode())
+        label = next(lb for lb, p in positions.items()
+                     if p == (d["source_partition"], d["source_offset"]))
+        assert raw == by_label[label]
+        assert d["error"]
+    not_utf8 = next(d for d in dlq if (d["source_partition"], d["source_offset"])
+                    == positions["not-utf8"])
+    assert not_utf8["raw_encoding"] == "base64"
+
+    # late: the one late transaction, as received, with the window it missed
+    late = [json.loads(r.value) for r in read_all(cfg, TOPICS["late"])]
+    assert len(late) == 1
+    record = late[0]
+    sent = json.loads(PHASE_2[0][2])
+    assert {k: record[k] for k in sent} == sent
+    assert record["window_start_ms"] == T0
+    assert record["watermark_ms"] >= T0 + W - 1
