@@ -306,6 +306,10 @@ def _check_relations(cfg: Config) -> None:
     for cur in c.currencies:
         if len(cur) != 3 or not cur.isalpha() or not cur.isupper():
             raise ConfigError(f"conf: contract.currencies has {cur!r}, expected a 3-letter code")
+    for key in ("out_of_orderness_ms", "window_ms", "idleness_ms"):
+        if getattr(cfg.event_time, key) % 1000:
+            raise ConfigError(f"conf: event_time.{key} must be whole seconds (a multiple of "
+                              f"1000), got {getattr(cfg.event_time, key)}")
     g = cfg.generator
     bad = (
         g.duplicate_fraction

@@ -74,3 +74,30 @@ def describe(cfg: Config, admin: KafkaAdminClient | None = None) -> dict[str, di
     finally:
         if own:
             admin.close()
+
+
+def count_committed(cfg: Config, topic: str, timeout_s: float = 60) -> int:
+    """Records of ``topic`` a read_committed consumer sees, from the beginning to the end."""
+    import time
+
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=cfg.kafka.bootstrap, enable_auto_commit=False,
+                             isolation_level="read_committed", client_id="payline-count")
+    try:
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic)
+                                                          or ())]
+        if not parts:
+            return 0
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        end = consumer.end_offsets(parts)
+        count = 0
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < end[tp] for tp in parts):
+            if time.monotonic() > deadline:
+                break
+            count += sum(len(b) for b in consumer.poll(timeout_ms=500).values())
+        return count
+    finally:
+        consumer.close()

@@ -69,6 +69,7 @@ def test_overlay_file_is_merged(tmp_path: Path):
         ("kafka.port", "--set: expected section.key=value, got 'kafka.port'"),
         ("kafka.controller_port=9092", "conf: kafka.controller_port must differ from kafka.port"),
         ("contract.currencies=USD,euro", "conf: contract.currencies has 'euro'"),
+        ("event_time.window_ms=1500", "conf: event_time.window_ms must be whole seconds"),
     ],
 )
 def test_bad_value_is_refused_with_a_message_naming_the_key(override, message):

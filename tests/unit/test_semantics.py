@@ -1,0 +1,79 @@
+"""udfs.semantics: dedup decisions, epoch-aligned windows, the lateness rule, aggregates and
+the output records, at their boundaries."""
+
+import base64
+import json
+
+import pytest
+
+from udfs import semantics as s
+
+TXN = {"txn_id": "t-1", "account_id": "a-1", "merchant_id": "m-1", "amount_cents": 100,
+       "currency": "EUR", "kind": "purchase", "event_time_ms": 1767225600000,
+       "channel": "web", "country": "DE"}
+
+
+def test_first_copy_is_accepted_same_fields_duplicate_other_fields_conflict():
+    assert s.dedup_decision(None, TXN) == s.ACCEPTED
+    fp = s.fingerprint(TXN)
+    assert s.dedup_decision(fp, dict(TXN)) == s.DUPLICATE
+    for field, value in (("amount_cents", 101), ("country", "FR"), ("event_time_ms", 1)):
+        assert s.dedup_decision(fp, {**TXN, field: value}) == "CONFLICTING_DUPLICATE"
+
+
+def test_fingerprint_ignores_key_order_and_extra_fields():
+    reordered = dict(reversed(list(TXN.items())))
+    assert s.fingerprint(reordered) == s.fingerprint({**TXN, "extra": 1})
+
+
+def test_dedup_state_lives_for_the_horizon_of_event_time():
+    assert s.dedup_state_expires_at(1000, 86_400_000) == 86_401_000
+
+
+@pytest.mark.parametrize("t, start", [(0, 0), (59_999, 0), (60_000, 60_000),
+                                      (1767225659999, 1767225600000)])
+def test_windows_are_epoch_aligned(t, start):
+    assert s.window_start(t, 60_000) == start
+
+
+@pytest.mark.parametrize("watermark, late", [(None, False), (59_997, False), (59_998, False),
+                                             (59_999, True), (10**12, True)])
+def test_late_once_the_watermark_reaches_the_windows_last_millisecond(watermark, late):
+    # window [0, 60000): complete when the watermark reaches 59 999
+    assert s.is_late(30_000, watermark, 60_000) is late
+
+
+def test_allowed_lateness_extends_the_window():
+    assert not s.is_late(30_000, 60_000, 60_000, allowed_lateness_ms=5_000)
+    assert s.is_late(30_000, 64_999, 60_000, allowed_lateness_ms=5_000)
+
+
+def test_aggregate_sums_by_account_currency_and_window():
+    txns = [TXN, {**TXN, "txn_id": "t-2", "kind": "refund", "amount_cents": 30},
+            {**TXN, "txn_id": "t-3", "amount_cents": 500, "event_time_ms": 1767225659999},
+            {**TXN, "txn_id": "t-4", "event_time_ms": 1767225660000},
+            {**TXN, "txn_id": "t-5", "currency": "USD"}]
+    aggs = s.aggregate(txns, 60_000)
+    first = aggs["a-1|EUR|1767225600000"].as_dict()
+    assert first == {"account_id": "a-1", "currency": "EUR", "window_start_ms": 1767225600000,
+                     "window_end_ms": 1767225660000, "txn_count": 3, "purchase_count": 2,
+                     "refund_count": 1, "purchase_cents": 600, "refund_cents": 30,
+                     "net_cents": 570, "max_amount_cents": 500}
+    assert aggs["a-1|EUR|1767225660000"].txn_count == 1
+    assert aggs["a-1|USD|1767225600000"].txn_count == 1
+    assert len(aggs) == 3
+
+
+def test_dlq_record_keeps_utf8_as_text_and_other_bytes_as_base64():
+    text = json.loads(s.dlq_record("MALFORMED", "value: x", b"[1]", "tp", 2, 7, 123))
+    assert text == {"error_class": "MALFORMED", "error": "value: x", "raw": "[1]",
+                    "raw_encoding": "utf8", "source_topic": "tp", "source_partition": 2,
+                    "source_offset": 7, "source_timestamp_ms": 123}
+    binary = json.loads(s.dlq_record("MALFORMED", "value: x", b"\xff\x00", "tp", 0, 1, 2))
+    assert binary["raw_encoding"] == "base64"
+    assert base64.b64decode(binary["raw"]) == b"\xff\x00"
+
+
+def test_late_record_is_the_transaction_plus_watermark_and_missed_window():
+    rec = json.loads(s.late_record({**TXN, "extra": 1}, 1767225700000, 60_000))
+    assert rec == {**TXN, "watermark_ms": 1767225700000, "window_start_ms": 1767225600000}
