@@ -54,7 +54,7 @@ from pyflink.table.udf import ScalarFunction, udf
 
 from payline import config as config_mod
 from udfs import semantics
-from udfs.contract import FIELD_NAMES, Rules, Valid, validate
+from udfs.contract import ERROR_CLASSES, FIELD_NAMES, Rules, Valid, validate
 
 JOB_NAME = "payline-transactions"
 
@@ -84,28 +84,18 @@ def routing_key(row) -> str:
 
 
 class ValidateTransaction(ScalarFunction):
-    """udfs.contract.validate as a SQL function, with accepted / DLQ-per-class counters."""
+    """udfs.contract.validate as a SQL function (counted downstream, in RouteTransactions)."""
 
     def __init__(self, rules: Rules):
         self.rules = rules
 
-    def open(self, function_context):
-        group = function_context.get_metric_group().add_group("payline")
-        self.valid_counter = group.counter("validated_ok")
-        self.dlq_counters = {
-            cls: group.add_group("error_class", cls).counter("dlq")
-            for cls in ("MALFORMED", "SCHEMA_VIOLATION", "INVALID_VALUE")
-        }
-
     def eval(self, value):
         result = validate(value, self.rules)
         if isinstance(result, Valid):
-            self.valid_counter.inc()
             t = result.txn
             return Row(None, None, t["txn_id"], t["account_id"], t["merchant_id"],
                        t["amount_cents"], t["currency"], t["kind"], t["event_time_ms"],
                        t["channel"], t["country"])
-        self.dlq_counters[result.error_class].inc()
         return Row(result.error_class, result.error, None, None, None, None, None, None, None,
                    None, None)
 
@@ -133,7 +123,8 @@ class RouteTransactions(KeyedProcessFunction):
         group = runtime_context.get_metrics_group().add_group("payline")
         self.accepted = group.counter("accepted")
         self.duplicates = group.counter("duplicates")
-        self.conflicts = group.add_group("error_class", "CONFLICTING_DUPLICATE").counter("dlq")
+        self.dlq = {cls: group.add_group("error_class", cls).counter("dlq")
+                    for cls in ERROR_CLASSES}
         self.late = group.counter("late")
         self.watermark_ms = None
         # wall clock only for the lag metric, never for a decision
@@ -142,6 +133,7 @@ class RouteTransactions(KeyedProcessFunction):
 
     def process_element(self, row, ctx: KeyedProcessFunction.Context):
         if row["error_class"] is not None:
+            self.dlq[row["error_class"]].inc()
             yield self.dlq_tag, semantics.dlq_record(
                 row["error_class"], row["error"], row["raw_value"], self.topic,
                 row["src_partition"], row["src_offset"], epoch_ms(row["src_timestamp"]))
@@ -152,7 +144,7 @@ class RouteTransactions(KeyedProcessFunction):
             self.duplicates.inc()
             return
         if decision != semantics.ACCEPTED:
-            self.conflicts.inc()
+            self.dlq[decision].inc()
             yield self.dlq_tag, semantics.conflict_dlq_record(
                 txn, row["raw_value"], self.topic, row["src_partition"],
                 row["src_offset"], epoch_ms(row["src_timestamp"]))

@@ -159,14 +159,14 @@ def job(stack_conf, stack_cfg):
     out = payline(stack_conf, *overrides, "submit", "transactions",
                   "--starting-offsets", "earliest", "--group-id", "it-tx").stdout
     job_id = re.search(r"job id ([0-9a-f]{32})", out).group(1)
-    yield stack_cfg
+    yield stack_cfg, job_id
     req = urllib.request.Request(f"{stack_cfg.flink.rest_url}/jobs/{job_id}?mode=cancel",
                                  method="PATCH")
     urllib.request.urlopen(req, timeout=30).read()
 
 
 def test_outputs_equal_the_independently_computed_ones(job):
-    cfg = job
+    cfg, _ = job
     pos1 = send(cfg, PHASE_1)
     expected = expected_aggregates()
     early = {k for k, a in expected.items() if a["window_start_ms"] < T0 + 2 * W}
@@ -212,3 +212,36 @@ def test_outputs_equal_the_independently_computed_ones(job):
     assert {k: record[k] for k in sent} == sent
     assert record["window_start_ms"] == T0
     assert record["watermark_ms"] >= T0 + W - 1
+
+
+def rest(cfg, path):
+    with urllib.request.urlopen(f"{cfg.flink.rest_url}{path}", timeout=10) as r:
+        return json.loads(r.read())
+
+
+def job_metrics(cfg, job_id) -> dict[str, float]:
+    """Every metric of every vertex whose name ends in a payline counter, summed over subtasks."""
+    totals: dict[str, float] = defaultdict(float)
+    for v in rest(cfg, f"/jobs/{job_id}")["vertices"]:
+        ids = [m["id"] for m in rest(cfg, f"/jobs/{job_id}/vertices/{v['id']}/metrics")]
+        wanted = [i for i in ids if ".payline." in f".{i}"]
+        if not wanted:
+            continue
+        for m in rest(cfg, f"/jobs/{job_id}/vertices/{v['id']}/metrics?get={','.join(wanted)}"):
+            name = m["id"].split("payline.", 1)[1]
+            totals[name] += float(m["value"])
+    return totals
+
+
+def test_counters_are_visible_in_the_rest_api(job):
+    cfg, job_id = job
+    # after the data test: 15 accepted (11 on time, 1 late, 3 still in open windows)
+    metrics = wait_for(lambda: (m := job_metrics(cfg, job_id)) and m.get("accepted") == 15
+                       and m, 60, "the accepted counter")
+    assert metrics["duplicates"] == 1
+    assert metrics["late"] == 1
+    assert metrics["error_class.MALFORMED.dlq"] == 3
+    assert metrics["error_class.SCHEMA_VIOLATION.dlq"] == 3
+    assert metrics["error_class.INVALID_VALUE.dlq"] == 2
+    assert metrics["error_class.CONFLICTING_DUPLICATE.dlq"] == 1
+    assert "event_time_lag_ms" in metrics
