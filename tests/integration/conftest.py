@@ -45,7 +45,9 @@ def stack_conf() -> Path:
     shutil.rmtree(base, ignore_errors=True)
     base.mkdir(parents=True)
     conf.write_text(TEST_PORTS.format(run=base))
-    return conf
+    yield conf
+    # whichever module started the stack last, nothing of it outlives the session
+    payline(conf, "down", check=False)
 
 
 @pytest.fixture(scope="session")
