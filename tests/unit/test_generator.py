@@ -193,3 +193,32 @@ def test_manifest_entry_keeps_bytes_that_are_not_utf8(busy):
     entry = bad.manifest_entry()
     assert entry["value"] is None
     assert base64.b64decode(entry["value_b64"]) == bad.value
+
+
+class _Tty:
+    def __init__(self, tty):
+        self.tty, self.text = tty, ""
+
+    def isatty(self):
+        return self.tty
+
+    def write(self, s):
+        self.text += s
+
+    def flush(self):
+        pass
+
+
+def test_progress_bar_is_drawn_on_a_terminal_only():
+    from payline.generator import _Progress
+
+    tty = _Tty(True)
+    bar = _Progress(200, tty)
+    bar.update(50, 1.0, force=True)
+    bar.close()
+    assert "[#######" in tty.text and " 25.0% 50/200" in tty.text and tty.text.endswith("\n")
+    pipe = _Tty(False)
+    bar = _Progress(200, pipe)
+    bar.update(50, 1.0, force=True)
+    bar.close()
+    assert pipe.text == ""
