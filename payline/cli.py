@@ -239,11 +239,11 @@ def _running_job(cfg: Config, name: str) -> str | None:
 
 
 def cmd_demo(cfg: Config, args) -> int:
-    from jobs.streaming.transactions import JOB_NAME
+    from jobs.streaming import TRANSACTIONS_JOB_NAME
     from payline import generator, stack, topics
 
     stack.up(cfg)
-    job_id = _running_job(cfg, JOB_NAME)
+    job_id = _running_job(cfg, TRANSACTIONS_JOB_NAME)
     if job_id:
         print(f"transactions job already running ({job_id})")
     else:
@@ -266,7 +266,7 @@ def cmd_demo(cfg: Config, args) -> int:
     print("committed output (read_committed):")
     for key in ("aggregates", "dlq", "late"):
         name = getattr(cfg.topics, key)
-        print(f"  {name:<30} {topics.count_committed(cfg, name):>8} records")
+        print(f"  {name:<30} {len(topics.read_topic(cfg, name)):>8} records")
     print("  (windows still open wait for later traffic to move the watermark past them)")
     print()
     print(stack.format_status(stack.status(cfg)))
@@ -295,8 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a failure of the stack, reported by name, not as a traceback
         from payline.generator import SendError
         from payline.stack import StackError
+        from payline.topics import TopicReadError
 
-        if isinstance(exc, (StackError, SendError)):
+        if isinstance(exc, (StackError, SendError, TopicReadError)):
             print(f"payline: {exc}", file=sys.stderr)
             return 1
         raise

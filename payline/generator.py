@@ -380,13 +380,10 @@ def producer(bootstrap: str, **overrides):
     return Producer(settings)
 
 
-def _produce(prod, rec: Record, on_delivery=None) -> None:
+def _produce(prod, rec: Record, on_delivery) -> None:
     while True:
         try:
-            if on_delivery is None:
-                prod.produce(rec.topic, value=rec.value, key=rec.key)
-            else:
-                prod.produce(rec.topic, value=rec.value, key=rec.key, on_delivery=on_delivery)
+            prod.produce(rec.topic, value=rec.value, key=rec.key, on_delivery=on_delivery)
             return
         except BufferError:  # local queue full: let librdkafka drain it
             prod.poll(0.05)
@@ -412,15 +409,14 @@ def send(bootstrap: str, opts: Options, *, max_speed: bool = False,
     failures: list[str] = []
     entries: list[dict] = []
 
-    def delivered(rec: Record):
+    def delivered(rec: Record):  # with a manifest: each record's partition and offset
         def callback(err, msg):
             if err is not None:
                 failures.append(f"seq {rec.seq}: {err}")
                 return
-            if manifest:
-                entry = rec.manifest_entry()
-                entry["partition"], entry["offset"] = msg.partition(), msg.offset()
-                entries.append(entry)
+            entry = rec.manifest_entry()
+            entry["partition"], entry["offset"] = msg.partition(), msg.offset()
+            entries.append(entry)
         return callback
 
     def count_failure(err, msg):

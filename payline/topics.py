@@ -76,28 +76,39 @@ def describe(cfg: Config, admin: KafkaAdminClient | None = None) -> dict[str, di
             admin.close()
 
 
-def count_committed(cfg: Config, topic: str, timeout_s: float = 60) -> int:
-    """Records of ``topic`` a read_committed consumer sees, from the beginning to the end."""
+class TopicReadError(RuntimeError):
+    """A topic could not be read to its end in time; the message names the topic."""
+
+
+def read_topic(cfg: Config, topic: str, *, committed_only: bool = True,
+               timeout_s: float = 60) -> list:
+    """Every record of ``topic`` from the beginning to its current end, in (partition, offset)
+    order; with ``committed_only`` as a read_committed consumer sees them."""
     import time
 
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=cfg.kafka.bootstrap, enable_auto_commit=False,
-                             isolation_level="read_committed", client_id="payline-count")
+    consumer = KafkaConsumer(
+        bootstrap_servers=cfg.kafka.bootstrap, enable_auto_commit=False,
+        isolation_level="read_committed" if committed_only else "read_uncommitted",
+        client_id="payline-reader",
+    )
     try:
-        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic)
-                                                          or ())]
+        parts = [TopicPartition(topic, p)
+                 for p in sorted(consumer.partitions_for_topic(topic) or ())]
         if not parts:
-            return 0
+            return []
         consumer.assign(parts)
         consumer.seek_to_beginning(*parts)
         end = consumer.end_offsets(parts)
-        count = 0
+        records = []
         deadline = time.monotonic() + timeout_s
         while any(consumer.position(tp) < end[tp] for tp in parts):
             if time.monotonic() > deadline:
-                break
-            count += sum(len(b) for b in consumer.poll(timeout_ms=500).values())
-        return count
+                raise TopicReadError(f"reading {topic} did not reach its end offsets {end} "
+                                     f"within {timeout_s} s")
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+        return sorted(records, key=lambda r: (r.partition, r.offset))
     finally:
         consumer.close()

@@ -39,6 +39,7 @@ import time
 from datetime import UTC, datetime
 
 from pyflink.common import Row, Types
+from pyflink.common.serialization import SimpleStringSchema
 from pyflink.datastream import (
     CheckpointingMode,
     KeyedProcessFunction,
@@ -52,11 +53,12 @@ from pyflink.datastream.state import ValueStateDescriptor
 from pyflink.table import DataTypes, Schema, StreamTableEnvironment
 from pyflink.table.udf import ScalarFunction, udf
 
+from jobs.streaming import TRANSACTIONS_JOB_NAME
 from payline import config as config_mod
 from udfs import semantics
 from udfs.contract import ERROR_CLASSES, FIELD_NAMES, Rules, Valid, validate
 
-JOB_NAME = "payline-transactions"
+JOB_NAME = TRANSACTIONS_JOB_NAME
 
 VALIDATED_FIELDS = [
     ("error_class", DataTypes.STRING()), ("error", DataTypes.STRING()),
@@ -247,7 +249,7 @@ def kafka_string_sink(cfg, topic: str, prefix: str) -> KafkaSink:
         .set_record_serializer(
             KafkaRecordSerializationSchema.builder()
             .set_topic(topic)
-            .set_value_serialization_schema(_string_schema())
+            .set_value_serialization_schema(SimpleStringSchema())
             .build())
         .set_delivery_guarantee(DeliveryGuarantee.EXACTLY_ONCE)
         .set_transactional_id_prefix(f"{JOB_NAME}-{prefix}")
@@ -257,16 +259,10 @@ def kafka_string_sink(cfg, topic: str, prefix: str) -> KafkaSink:
     )
 
 
-def _string_schema():
-    from pyflink.common.serialization import SimpleStringSchema
-
-    return SimpleStringSchema()
-
-
-def build_pipeline(env, t_env, cfg, sinks) -> None:
-    """Wire validation, dedup, late routing and the window aggregate between the registered
-    ``raw_transactions`` table and the given sinks (dlq, late: DataStream sinks; the
-    ``account_aggregates`` table sink). Creates no connector itself."""
+def build_pipeline(env, t_env, cfg, sinks):
+    """Wire validation, dedup, late routing and the window aggregate from the registered
+    ``raw_transactions`` table: DLQ and late records into the given DataStream ``sinks``;
+    returns the aggregate table for the caller to insert into its sink. Creates no connector."""
     rules = Rules(currencies=cfg.contract.currencies, max_value_bytes=cfg.contract.max_value_bytes,
                   min_amount_cents=cfg.contract.min_amount_cents,
                   max_amount_cents=cfg.contract.max_amount_cents,
