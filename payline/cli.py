@@ -20,6 +20,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 from payline import config as config_mod
 from payline.config import Config, ConfigError
@@ -101,6 +102,10 @@ def build_parser() -> _Parser:
     sb.add_argument("--group-id", default=None)
     sb.add_argument("--from-savepoint", metavar="PATH")
     sb.add_argument("--attached", action="store_true", help="wait until the job finishes")
+
+    ar = sub.add_parser("archiver", help="the raw-log archiver: topics -> Parquet lake")
+    ar.add_argument("action", choices=("run", "start", "stop"),
+                    help="run in the foreground, or start/stop it in the background")
 
     g = sub.add_parser("generate", help="send generated traffic to Kafka")
     _generator_args(g)
@@ -240,9 +245,10 @@ def _running_job(cfg: Config, name: str) -> str | None:
 
 def cmd_demo(cfg: Config, args) -> int:
     from jobs.streaming import TRANSACTIONS_JOB_NAME
-    from payline import generator, stack, topics
+    from payline import archiver, generator, stack, topics
 
     stack.up(cfg)
+    stack.archiver_up(cfg, _cli_args(args))
     job_id = _running_job(cfg, TRANSACTIONS_JOB_NAME)
     if job_id:
         print(f"transactions job already running ({job_id})")
@@ -269,10 +275,38 @@ def cmd_demo(cfg: Config, args) -> int:
         print(f"  {name:<30} {len(topics.read_topic(cfg, name)):>8} records")
     print("  (windows still open wait for later traffic to move the watermark past them)")
     print()
+    lake = archiver.read_lake(cfg)
+    by_topic: dict[str, int] = {}
+    for name in lake.column("topic").to_pylist():
+        by_topic[name] = by_topic.get(name, 0) + 1
+    print(f"raw log (Parquet, exactly once per topic/partition/offset): {archiver.raw_dir(cfg)}")
+    for name, n in sorted(by_topic.items()):
+        print(f"  {name:<30} {n:>8} rows")
+    print()
     print(stack.format_status(stack.status(cfg)))
     print()
     print("demo: the stack and the job stay up; `payline status` shows them, "
           "`payline down` stops everything.")
+    return 0
+
+
+def _cli_args(args) -> list[str]:
+    """The --conf/--set of this call, for a process started on its behalf."""
+    out = ["--conf", str(Path(args.conf).resolve())] if args.conf else []
+    for item in args.set:
+        out += ["--set", item]
+    return out
+
+
+def cmd_archiver(cfg: Config, args) -> int:
+    from payline import archiver, stack
+
+    if args.action == "run":
+        archiver.run_forever(cfg)
+    elif args.action == "start":
+        stack.archiver_up(cfg, _cli_args(args))
+    else:
+        stack.archiver_down(cfg)
     return 0
 
 
@@ -293,11 +327,12 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except Exception as exc:  # a failure of the stack, reported by name, not as a traceback
+        from payline.archiver import ArchiverError
         from payline.generator import SendError
         from payline.stack import StackError
         from payline.topics import TopicReadError
 
-        if isinstance(exc, (StackError, SendError, TopicReadError)):
+        if isinstance(exc, (StackError, SendError, TopicReadError, ArchiverError)):
             print(f"payline: {exc}", file=sys.stderr)
             return 1
         raise
@@ -326,6 +361,8 @@ def _dispatch(cfg: Config, args) -> int:
         return cmd_generate(cfg, args)
     if args.command == "demo":
         return cmd_demo(cfg, args)
+    if args.command == "archiver":
+        return cmd_archiver(cfg, args)
     raise AssertionError(args.command)
 
 

@@ -161,6 +161,14 @@ class Generator:
 
 
 @dataclass(frozen=True)
+class Archiver:
+    topic_pattern: str = _str()
+    group_id: str = _str()
+    flush_records: int = _int(1, 10_000_000)
+    flush_interval_ms: int = _int(100, 3_600_000)
+
+
+@dataclass(frozen=True)
 class Config:
     paths: Paths
     kafka: Kafka
@@ -170,6 +178,7 @@ class Config:
     contract: Contract
     event_time: EventTime
     generator: Generator
+    archiver: Archiver
     root: Path = PROJECT_ROOT
 
     def replace(self, **sections: Any) -> Config:
@@ -179,7 +188,7 @@ class Config:
 _SECTIONS = {
     "paths": Paths, "kafka": Kafka, "flink": Flink, "topics": Topics,
     "topic_settings": TopicSettings, "contract": Contract, "event_time": EventTime,
-    "generator": Generator,
+    "generator": Generator, "archiver": Archiver,
 }
 
 

@@ -469,6 +469,16 @@ def flink_up(cfg: Config, log=print) -> None:
         f"{ov.get('slots-total')} slots; logs {fp.logs})")
 
 
+def taskmanager_start(cfg: Config, log=print) -> None:
+    """Start one more TaskManager for the running cluster (after one was lost or killed)."""
+    proc = subprocess.run([flink_bin("taskmanager.sh"), "start"], env=flink_env(cfg),
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise StackError(f"flink: taskmanager.sh start failed (exit {proc.returncode})\n"
+                         f"{proc.stdout[-1500:]}{proc.stderr[-1500:]}")
+    log("flink: TaskManager started")
+
+
 def flink_down(cfg: Config, log=print) -> None:
     pids = flink_pids(cfg)
     every = pids["taskmanager"] + pids["jobmanager"]
@@ -502,8 +512,52 @@ def up(cfg: Config, log=print) -> None:
 
 
 def down(cfg: Config, log=print) -> None:
+    archiver_down(cfg, log)
     flink_down(cfg, log)
     kafka_down(cfg, log)
+
+
+# --- the raw-log archiver (a plain Python process) --------------------------------------------
+
+
+def archiver_paths(cfg: Config) -> tuple[Path, Path]:
+    home = cfg.paths.run_dir / "archiver"
+    return home / "archiver.pid", home / "archiver.log"
+
+
+def archiver_pids(cfg: Config) -> list[int]:
+    pid_file, _ = archiver_paths(cfg)
+    return [p for p in _read_pid(pid_file) if _ours(p, str(cfg.paths.run_dir.resolve()))]
+
+
+def archiver_up(cfg: Config, cli_args: list[str], log=print) -> None:
+    """Start ``payline archiver run`` in the background (same --conf/--set as this call)."""
+    pid_file, log_file = archiver_paths(cfg)
+    if archiver_pids(cfg):
+        log(f"archiver: already running (pid {archiver_pids(cfg)[0]})")
+        return
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    exe = Path(sys.executable).parent / "payline"
+    # the run dir on the command line marks the process as this stack's (see _ours)
+    cmd = [str(exe), *cli_args, "--set", f"paths.run_dir={cfg.paths.run_dir.resolve()}",
+           "archiver", "run"]
+    with open(log_file, "ab") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True, cwd=cfg.root)
+    pid_file.write_text(f"{proc.pid}\n")
+    time.sleep(1)
+    if proc.poll() is not None:
+        raise StackError(f"archiver: exited at start (code {proc.returncode}); "
+                         f"log {log_file}:\n{_tail(log_file)}")
+    log(f"archiver: up (pid {proc.pid}, log {log_file}), writing {cfg.paths.data_dir / 'raw'}")
+
+
+def archiver_down(cfg: Config, log=print) -> None:
+    pids = archiver_pids(cfg)
+    if pids:
+        _terminate(pids)
+        log(f"archiver: stopped (pid {', '.join(map(str, pids))})")
+    archiver_paths(cfg)[0].unlink(missing_ok=True)
 
 
 def prometheus_ports(cfg: Config) -> list[int]:
@@ -522,7 +576,11 @@ def status(cfg: Config) -> dict:
         listing = flink_rest(cfg, "/jobs/overview") or {}
         jobs = [{"id": j["jid"], "name": j["name"], "state": j["state"]}
                 for j in listing.get("jobs", [])]
+    apids = archiver_pids(cfg)
     return {
+        "archiver": {"running": bool(apids), "pids": apids,
+                     "log": str(archiver_paths(cfg)[1]),
+                     "lake": str(cfg.paths.data_dir / "raw")},
         "kafka": {
             "running": bool(kpids),
             "ready": bool(kpids) and kafka_ready(cfg, timeout_s=3),
@@ -574,4 +632,9 @@ def format_status(st: dict) -> str:
             lines.append(f"       job {j['name']} {j['state']} ({j['id']})")
     lines.append(f"       logs {f['logs']}")
     lines.append(f"       checkpoints and savepoints {f['checkpoints_dir']}")
+    a = st.get("archiver")
+    if a:
+        lines.append(f"archiver {'running' if a['running'] else 'stopped'}  lake {a['lake']}"
+                     + (f"  pid {', '.join(map(str, a['pids']))}" if a["pids"] else ""))
+        lines.append(f"       log {a['log']}")
     return "\n".join(lines)

@@ -8,7 +8,7 @@ import base64
 import json
 from dataclasses import dataclass
 
-from udfs.contract import CONFLICTING_DUPLICATE, FIELD_NAMES, encode_txn
+from udfs.contract import CONFLICTING_DUPLICATE, FIELD_NAMES
 
 # --- dedup (§3 step 4) -------------------------------------------------------------------------
 
@@ -16,21 +16,28 @@ ACCEPTED = "ACCEPTED"
 DUPLICATE = "DUPLICATE"
 
 
+FINGERPRINT_SEPARATOR = "|"  # in no §1 field: ids, country and the allow-lists exclude it
+
+
 def fingerprint(txn: dict) -> str:
-    """What two copies of a txn_id must share to be one transaction: all nine §1 fields."""
-    return encode_txn(txn).decode()
+    """What two copies of a txn_id must share to be one transaction: all nine §1 fields.
+    The Flink job computes the same string in SQL (``CONCAT_WS`` of the fields in this order)."""
+    return FINGERPRINT_SEPARATOR.join(str(txn[name]) for name in FIELD_NAMES)
 
 
-def dedup_decision(earlier_fingerprint: str | None, txn: dict) -> str:
-    """ACCEPTED (no earlier accepted copy in the horizon), DUPLICATE, or CONFLICTING_DUPLICATE."""
-    if earlier_fingerprint is None:
+def dedup_decision(first: tuple[str, int] | None, txn: dict, horizon_ms: int) -> str:
+    """ACCEPTED, DUPLICATE or CONFLICTING_DUPLICATE for a valid record.
+
+    ``first`` is (fingerprint, event_time_ms) of the first valid copy of the record's txn_id
+    in processing order, or None when there was none. A copy whose event time lies a whole
+    horizon or more away from the first one's is a transaction of its own.
+    """
+    if first is None:
         return ACCEPTED
-    return DUPLICATE if earlier_fingerprint == fingerprint(txn) else CONFLICTING_DUPLICATE
-
-
-def dedup_state_expires_at(first_event_time_ms: int, horizon_ms: int) -> int:
-    """Event time at which the dedup state of a txn_id may go: once the watermark passes it."""
-    return first_event_time_ms + horizon_ms
+    first_fingerprint, first_event_time_ms = first
+    if abs(txn["event_time_ms"] - first_event_time_ms) >= horizon_ms:
+        return ACCEPTED
+    return DUPLICATE if first_fingerprint == fingerprint(txn) else CONFLICTING_DUPLICATE
 
 
 # --- windows and lateness (§4) -----------------------------------------------------------------
@@ -117,14 +124,19 @@ def _dumps(obj: dict) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
+def raw_text(raw: bytes | None) -> tuple[str, str]:
+    """A raw record value kept losslessly in JSON: (text, "utf8"), else (base64, "base64")."""
+    raw = raw or b""
+    try:
+        return raw.decode("utf-8"), "utf8"
+    except UnicodeDecodeError:
+        return base64.b64encode(raw).decode("ascii"), "base64"
+
+
 def dlq_record(error_class: str, error: str, raw: bytes | None, source_topic: str,
                source_partition: int, source_offset: int, source_timestamp_ms: int) -> str:
     """The payments.dlq value: the raw record kept losslessly (UTF-8 text, else base64)."""
-    raw = raw or b""
-    try:
-        text, encoding = raw.decode("utf-8"), "utf8"
-    except UnicodeDecodeError:
-        text, encoding = base64.b64encode(raw).decode("ascii"), "base64"
+    text, encoding = raw_text(raw)
     return _dumps({
         "error_class": error_class, "error": error, "raw": text, "raw_encoding": encoding,
         "source_topic": source_topic, "source_partition": source_partition,
@@ -132,8 +144,11 @@ def dlq_record(error_class: str, error: str, raw: bytes | None, source_topic: st
     })
 
 
+CONFLICT_ERROR = "txn_id: {txn_id} was accepted earlier with other field values"
+
+
 def conflict_error(txn_id: str) -> str:
-    return f"txn_id: {txn_id} was accepted earlier with other field values"
+    return CONFLICT_ERROR.format(txn_id=txn_id)
 
 
 def conflict_dlq_record(txn: dict, raw: bytes, source_topic: str, source_partition: int,

@@ -9,16 +9,19 @@ checkpoints):
   passed the end of their window, with ``watermark_ms`` and ``window_start_ms``;
 * ``payments.account-aggregates``: one record per (account_id, currency, 60 s window).
 
-Shape (CONTRACT.md §3-§5; semantics from ``udfs/``):
+Shape (CONTRACT.md §3-§5; semantics from ``udfs/``). Python runs once per record, in the
+validation UDF (thread mode); everything else is Flink SQL on the JVM:
 
-    Kafka source (SQL; per-partition watermarks, idleness)
-      -> validate (Python scalar UDF, udfs.contract.validate)      -> DLQ
-      -> dedup + late routing (keyed by txn_id; typed state, timer) -> DLQ (conflicts), late
-      -> tumbling window aggregate (Flink SQL window TVF)           -> aggregates
+    Kafka source (per-partition watermarks, idleness)
+      -> validate_txn (Python scalar UDF = udfs.contract.validate)
+      -> dedup state: OVER (PARTITION BY txn_id ORDER BY proctime), first copy's fingerprint
+         and event time (udfs.semantics.dedup_decision, written as SQL)
+      -> outcome: invalid / CONFLICTING_DUPLICATE -> DLQ;  DUPLICATE -> counted, dropped;
+         accepted behind CURRENT_WATERMARK -> late;  accepted on time ->
+      -> tumbling window TVF aggregate                           -> aggregates
 
-Event time is read in the source with pure SQL (the watermark must be generated per Kafka
-partition, inside the source); a record without a well-typed, in-range ``event_time_ms`` gets
-the epoch as its rowtime, which never advances a watermark.
+Dedup state is one row per txn_id (the first copy's fingerprint and event time), kept for the
+dedup horizon (state TTL, ``contract.dedup_horizon_ms``) after the txn_id was last seen.
 
 Submit (``payline submit transactions`` wraps this):
 
@@ -36,57 +39,47 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from datetime import UTC, datetime
 
 from pyflink.common import Row, Types
-from pyflink.common.serialization import SimpleStringSchema
 from pyflink.datastream import (
     CheckpointingMode,
-    KeyedProcessFunction,
     OutputTag,
+    ProcessFunction,
     RuntimeContext,
     StreamExecutionEnvironment,
 )
-from pyflink.datastream.connectors.base import DeliveryGuarantee
-from pyflink.datastream.connectors.kafka import KafkaRecordSerializationSchema, KafkaSink
-from pyflink.datastream.state import ValueStateDescriptor
-from pyflink.table import DataTypes, Schema, StreamTableEnvironment
+from pyflink.table import DataTypes, StreamTableEnvironment
 from pyflink.table.udf import ScalarFunction, udf
 
 from jobs.streaming import TRANSACTIONS_JOB_NAME
 from payline import config as config_mod
 from udfs import semantics
-from udfs.contract import ERROR_CLASSES, FIELD_NAMES, Rules, Valid, validate
+from udfs.contract import (
+    CONFLICTING_DUPLICATE,
+    ERROR_CLASSES,
+    FIELD_NAMES,
+    Rules,
+    Valid,
+    validate,
+)
 
 JOB_NAME = TRANSACTIONS_JOB_NAME
 
 VALIDATED_FIELDS = [
     ("error_class", DataTypes.STRING()), ("error", DataTypes.STRING()),
+    ("raw_text", DataTypes.STRING()), ("raw_encoding", DataTypes.STRING()),
     ("txn_id", DataTypes.STRING()), ("account_id", DataTypes.STRING()),
     ("merchant_id", DataTypes.STRING()), ("amount_cents", DataTypes.BIGINT()),
     ("currency", DataTypes.STRING()), ("kind", DataTypes.STRING()),
     ("event_time_ms", DataTypes.BIGINT()), ("channel", DataTypes.STRING()),
     ("country", DataTypes.STRING()),
 ]
-
-# What reaches the window aggregate: an accepted, on-time transaction.
-ACCEPTED_ROW = Types.ROW_NAMED(
-    list(FIELD_NAMES),
-    [Types.STRING(), Types.STRING(), Types.STRING(), Types.LONG(), Types.STRING(),
-     Types.STRING(), Types.LONG(), Types.STRING(), Types.STRING()],
-)
-
-
-def routing_key(row) -> str:
-    """txn_id for a valid record (dedup state); the source position for an invalid one, which
-    touches no state and only needs to reach the DLQ output."""
-    if row["error_class"] is None:
-        return row["txn_id"]
-    return f"\x00{row['src_partition']}:{row['src_offset']}"
+_NO_TXN = (None,) * len(FIELD_NAMES)
 
 
 class ValidateTransaction(ScalarFunction):
-    """udfs.contract.validate as a SQL function (counted downstream, in RouteTransactions)."""
+    """udfs.contract.validate as a SQL function. An invalid record also gets its raw bytes as
+    DLQ text (UTF-8, else base64)."""
 
     def __init__(self, rules: Rules):
         self.rules = rules
@@ -95,77 +88,63 @@ class ValidateTransaction(ScalarFunction):
         result = validate(value, self.rules)
         if isinstance(result, Valid):
             t = result.txn
-            return Row(None, None, t["txn_id"], t["account_id"], t["merchant_id"],
+            return Row(None, None, None, None, t["txn_id"], t["account_id"], t["merchant_id"],
                        t["amount_cents"], t["currency"], t["kind"], t["event_time_ms"],
                        t["channel"], t["country"])
-        return Row(result.error_class, result.error, None, None, None, None, None, None, None,
-                   None, None)
+        text, encoding = semantics.raw_text(value)
+        return Row(result.error_class, result.error, text, encoding, *_NO_TXN)
 
 
-class RouteTransactions(KeyedProcessFunction):
-    """Invalid records go to the DLQ output as they are. Valid ones are keyed by txn_id: the
-    first accepted copy's fingerprint stays in typed state until the watermark passes its
-    event time + the dedup horizon (an event-time timer clears it).
-    A repeat with equal fields is a duplicate (counted, dropped); with other fields, a
-    CONFLICTING_DUPLICATE for the DLQ. An accepted transaction whose window the watermark has
-    passed goes to the late output; the others go on to the window aggregate."""
+# The job's outputs as one stream (kind, key, value, error_class, transactions): every output
+# record, plus one row per dropped duplicate, so that they can be counted in one place.
+OUTPUT_ROW = Types.ROW_NAMED(
+    ["kind", "key", "value", "error_class", "transactions"],
+    [Types.STRING(), Types.STRING(), Types.STRING(), Types.STRING(), Types.LONG()])
+SINK_ROW = Types.ROW_NAMED(["key", "value"], [Types.STRING(), Types.STRING()])
+OUTPUT_KINDS = ("aggregates", "late", "dlq")
 
-    def __init__(self, topic: str, horizon_ms: int, window_ms: int, lateness_ms: int,
-                 late_tag: OutputTag, dlq_tag: OutputTag):
-        self.topic = topic
-        self.horizon_ms = horizon_ms
-        self.window_ms = window_ms
-        self.lateness_ms = lateness_ms
-        self.late_tag = late_tag
-        self.dlq_tag = dlq_tag
+
+class CountOutputs(ProcessFunction):
+    """The job's counters, kept where Python sees few records: its outputs (about 2 % of the
+    input). Python scalar UDFs in thread mode cannot report metrics (their metric group is
+    Beam's, which only process mode forwards), and counting each accepted record would put a
+    second Python call on the hot path; so ``accepted`` counts the transactions of each emitted
+    aggregate plus each late one: a transaction is counted when its window closes.
+
+    Counters ``payline.accepted``, ``payline.duplicates``, ``payline.late``,
+    ``payline.error_class.<CLASS>.dlq``; gauge ``payline.event_time_lag_ms`` = wall clock
+    (monitoring only) minus the watermark."""
+
+    def __init__(self, tags: dict):
+        self.tags = tags
 
     def open(self, runtime_context: RuntimeContext):
-        self.first = runtime_context.get_state(
-            ValueStateDescriptor("first_fingerprint", Types.STRING()))
         group = runtime_context.get_metrics_group().add_group("payline")
         self.accepted = group.counter("accepted")
         self.duplicates = group.counter("duplicates")
+        self.late = group.counter("late")
         self.dlq = {cls: group.add_group("error_class", cls).counter("dlq")
                     for cls in ERROR_CLASSES}
-        self.late = group.counter("late")
         self.watermark_ms = None
-        # wall clock only for the lag metric, never for a decision
         group.gauge("event_time_lag_ms", lambda: int(
             time.time() * 1000 - self.watermark_ms) if self.watermark_ms else 0)
 
-    def process_element(self, row, ctx: KeyedProcessFunction.Context):
-        if row["error_class"] is not None:
-            self.dlq[row["error_class"]].inc()
-            yield self.dlq_tag, semantics.dlq_record(
-                row["error_class"], row["error"], row["raw_value"], self.topic,
-                row["src_partition"], row["src_offset"], epoch_ms(row["src_timestamp"]))
-            return
-        txn = {name: row[name] for name in FIELD_NAMES}
-        decision = semantics.dedup_decision(self.first.value(), txn)
-        if decision == semantics.DUPLICATE:
+    def process_element(self, row, ctx: ProcessFunction.Context):
+        watermark = ctx.timer_service().current_watermark()
+        if watermark > 0:
+            self.watermark_ms = watermark
+        kind = row["kind"]
+        if kind == "duplicate":
             self.duplicates.inc()
             return
-        if decision != semantics.ACCEPTED:
-            self.dlq[decision].inc()
-            yield self.dlq_tag, semantics.conflict_dlq_record(
-                txn, row["raw_value"], self.topic, row["src_partition"],
-                row["src_offset"], epoch_ms(row["src_timestamp"]))
-            return
-        self.accepted.inc()
-        self.first.update(semantics.fingerprint(txn))
-        ctx.timer_service().register_event_time_timer(
-            semantics.dedup_state_expires_at(txn["event_time_ms"], self.horizon_ms))
-        watermark = ctx.timer_service().current_watermark()
-        self.watermark_ms = watermark if watermark > -(2**62) else None
-        if semantics.is_late(txn["event_time_ms"], self.watermark_ms, self.window_ms,
-                             self.lateness_ms):
+        if kind == "aggregates":
+            self.accepted.inc(row["transactions"])
+        elif kind == "late":
+            self.accepted.inc()
             self.late.inc()
-            yield self.late_tag, semantics.late_record(txn, watermark, self.window_ms)
-            return
-        yield Row(*(txn[name] for name in FIELD_NAMES))
-
-    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
-        self.first.clear()
+        else:
+            self.dlq[row["error_class"]].inc()
+        yield self.tags[kind], Row(row["key"], row["value"])
 
 
 def sql_interval(ms: int) -> str:
@@ -178,12 +157,11 @@ def sql_interval(ms: int) -> str:
     raise ValueError(f"{ms} ms cannot be written as a Flink SQL interval below 100 of one unit")
 
 
-def epoch_ms(text: str | None) -> int:
-    """'yyyy-MM-dd HH:mm:ss.SSS' in UTC (the job's SQL session time zone) -> epoch ms."""
-    if not text:
-        return -1
-    dt = datetime.fromisoformat(text.replace(" ", "T")).replace(tzinfo=UTC)
-    return int(dt.replace(microsecond=0).timestamp()) * 1000 + dt.microsecond // 1000
+def epoch_ms_sql(column: str) -> str:
+    """SQL for the epoch milliseconds of a TIMESTAMP_LTZ(3) (Flink casts it to no number);
+    the job's session time zone is UTC."""
+    return (f"(UNIX_TIMESTAMP(DATE_FORMAT({column}, 'yyyy-MM-dd HH:mm:ss')) * 1000"
+            f" + CAST(DATE_FORMAT({column}, 'SSS') AS BIGINT))")
 
 
 def source_ddl(cfg, args) -> str:
@@ -207,6 +185,8 @@ def source_ddl(cfg, args) -> str:
       `partition` INT METADATA VIRTUAL,
       `offset` BIGINT METADATA VIRTUAL,
       `kafka_ts` TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
+      -- processing order, the order in which dedup decides which copy came first
+      `proctime` AS PROCTIME(),
       -- computed columns cannot refer to each other, so the extraction appears twice
       `rowtime` AS TO_TIMESTAMP_LTZ(
           CASE WHEN {event_time} BETWEEN {lo} AND {hi - 1} THEN {event_time} ELSE 0 END, 3),
@@ -225,108 +205,170 @@ def source_ddl(cfg, args) -> str:
     """
 
 
-def sink_ddl(cfg, name: str, topic: str, columns: str, key_field: str) -> str:
+def sink_ddl(cfg, name: str, topic: str, columns: str, key_field: str,
+             value_format: str) -> str:
+    key = (f"'key.format' = 'raw', 'key.fields' = '{key_field}', "
+           "'value.fields-include' = 'EXCEPT_KEY',")
     return f"""
     CREATE TEMPORARY TABLE {name} ({columns}) WITH (
       'connector' = 'kafka',
       'topic' = '{topic}',
       'properties.bootstrap.servers' = '{cfg.kafka.bootstrap}',
+      -- below the broker's transaction.max.timeout.ms; outlives any checkpoint
       'properties.transaction.timeout.ms' = '900000',
       'sink.delivery-guarantee' = 'exactly-once',
       'sink.transactional-id-prefix' = '{JOB_NAME}-{name}',
-      'key.format' = 'raw',
-      'key.fields' = '{key_field}',
-      'value.format' = 'json',
-      'value.fields-include' = 'EXCEPT_KEY'
+      {key}
+      'value.format' = '{value_format}'
     )
     """
 
 
-def kafka_string_sink(cfg, topic: str, prefix: str) -> KafkaSink:
-    return (
-        KafkaSink.builder()
-        .set_bootstrap_servers(cfg.kafka.bootstrap)
-        .set_record_serializer(
-            KafkaRecordSerializationSchema.builder()
-            .set_topic(topic)
-            .set_value_serialization_schema(SimpleStringSchema())
-            .build())
-        .set_delivery_guarantee(DeliveryGuarantee.EXACTLY_ONCE)
-        .set_transactional_id_prefix(f"{JOB_NAME}-{prefix}")
-        # below the broker's transaction.max.timeout.ms; outlives any checkpoint
-        .set_property("transaction.timeout.ms", "900000")
-        .build()
-    )
+def create_sinks(t_env, cfg) -> dict[str, str]:
+    """The three exactly-once Kafka sinks (key, value as raw UTF-8), by output; returns their
+    table names."""
+    names = {"aggregates": ("account_aggregates", cfg.topics.aggregates),
+             "late": ("late_transactions", cfg.topics.late),
+             "dlq": ("dead_letters", cfg.topics.dlq)}
+    for name, topic in names.values():
+        t_env.execute_sql(sink_ddl(cfg, name, topic, "key STRING, `value` STRING", "key",
+                                   "raw"))
+    return {kind: name for kind, (name, _) in names.items()}
 
 
-def build_pipeline(env, t_env, cfg, sinks):
-    """Wire validation, dedup, late routing and the window aggregate from the registered
-    ``raw_transactions`` table: DLQ and late records into the given DataStream ``sinks``;
-    returns the aggregate table for the caller to insert into its sink. Creates no connector."""
-    rules = Rules(currencies=cfg.contract.currencies, max_value_bytes=cfg.contract.max_value_bytes,
-                  min_amount_cents=cfg.contract.min_amount_cents,
-                  max_amount_cents=cfg.contract.max_amount_cents,
-                  min_event_time_ms=cfg.contract.min_event_time_ms,
-                  max_event_time_ms=cfg.contract.max_event_time_ms)
-    t_env.create_temporary_function(
-        "validate_txn",
-        udf(ValidateTransaction(rules), result_type=DataTypes.ROW(
-            [DataTypes.FIELD(n, t) for n, t in VALIDATED_FIELDS])))
-    t_env.execute_sql("""
-      CREATE TEMPORARY VIEW validated AS
-      SELECT r.v.error_class AS error_class, r.v.error AS error,
-             r.v.txn_id AS txn_id, r.v.account_id AS account_id, r.v.merchant_id AS merchant_id,
-             r.v.amount_cents AS amount_cents, r.v.currency AS currency, r.v.kind AS kind,
-             r.v.event_time_ms AS event_time_ms, r.v.channel AS channel, r.v.country AS country,
-             r.`value` AS raw_value, r.`partition` AS src_partition, r.`offset` AS src_offset,
-             DATE_FORMAT(r.kafka_ts, 'yyyy-MM-dd HH:mm:ss.SSS') AS src_timestamp
-      FROM (SELECT validate_txn(`value`) AS v, * FROM raw_transactions) AS r
-    """)
+def rules_of(cfg) -> Rules:
+    c = cfg.contract
+    return Rules(currencies=c.currencies, max_value_bytes=c.max_value_bytes,
+                 min_amount_cents=c.min_amount_cents, max_amount_cents=c.max_amount_cents,
+                 min_event_time_ms=c.min_event_time_ms, max_event_time_ms=c.max_event_time_ms)
+
+
+def build_pipeline(t_env, source: str, sinks: dict[str, str], cfg):
+    """Wire validation, dedup, late routing and the window aggregate from the ``source`` table
+    into the ``sinks`` tables (by output: aggregates, late, dlq). Creates no connector;
+    returns the statement set to execute."""
+    et, w = cfg.event_time, cfg.event_time.window_ms
     topic = cfg.topics.transactions
-    late_tag = OutputTag("late", Types.STRING())
-    dlq_tag = OutputTag("dlq", Types.STRING())
-    et = cfg.event_time
-    # One conversion to a DataStream: each to_data_stream() would read the topic again.
-    routed = (
-        t_env.to_data_stream(t_env.from_path("validated"))
-        .key_by(routing_key, key_type=Types.STRING())
-        .process(RouteTransactions(topic, cfg.contract.dedup_horizon_ms, et.window_ms,
-                                   et.allowed_lateness_ms, late_tag, dlq_tag),
-                 output_type=ACCEPTED_ROW)
-        .name("route-transactions").uid("route-transactions")
-    )
-    routed.get_side_output(dlq_tag).sink_to(sinks["dlq"]).name("dlq-sink").uid("dlq-sink")
-    routed.get_side_output(late_tag).sink_to(sinks["late"]).name("late-sink").uid("late-sink")
+    fn = t_env.create_temporary_function
+    fn("validate_txn", udf(ValidateTransaction(rules_of(cfg)), result_type=DataTypes.ROW(
+        [DataTypes.FIELD(n, t) for n, t in VALIDATED_FIELDS])))
 
-    accepted = t_env.from_data_stream(
-        routed,
-        Schema.new_builder()
-        # PyFlink's Python operators emit records without a timestamp: event time is derived
-        # from the row again, while the watermarks stay the source's (per Kafka partition).
-        .column_by_expression("rowtime", "TO_TIMESTAMP_LTZ(event_time_ms, 3)")
-        .watermark("rowtime", "SOURCE_WATERMARK()")
-        .build())
-    t_env.create_temporary_view("accepted", accepted)
-    w = et.window_ms
-    # window_start_ms is computed from event_time_ms exactly as udfs.semantics.window_start
-    # does (epoch-aligned); every row of a window has the same value.
-    start = f"MIN(event_time_ms - MOD(event_time_ms, {w}))"
-    return t_env.sql_query(f"""
-      SELECT CONCAT(account_id, '|', currency, '|', CAST({start} AS STRING)) AS agg_key,
-             account_id, currency,
-             {start} AS window_start_ms,
-             {start} + {w} AS window_end_ms,
-             COUNT(*) AS txn_count,
-             SUM(CASE WHEN kind = 'purchase' THEN 1 ELSE 0 END) AS purchase_count,
-             SUM(CASE WHEN kind = 'refund' THEN 1 ELSE 0 END) AS refund_count,
-             SUM(CASE WHEN kind = 'purchase' THEN amount_cents ELSE 0 END) AS purchase_cents,
-             SUM(CASE WHEN kind = 'refund' THEN amount_cents ELSE 0 END) AS refund_cents,
-             SUM(CASE WHEN kind = 'purchase' THEN amount_cents ELSE -amount_cents END)
-               AS net_cents,
-             MAX(amount_cents) AS max_amount_cents
-      FROM TABLE(TUMBLE(TABLE accepted, DESCRIPTOR(rowtime), {sql_interval(w)}))
-      GROUP BY account_id, currency, window_start, window_end
+    fields = ", ".join(f"v.{name} AS {name}" for name, _ in VALIDATED_FIELDS)
+    t_env.execute_sql(f"""
+      CREATE TEMPORARY VIEW validated AS
+      SELECT {fields}, r.`value` AS raw_value, r.`partition` AS src_partition,
+             r.`offset` AS src_offset, {epoch_ms_sql("r.kafka_ts")} AS src_timestamp_ms,
+             r.rowtime, r.proctime
+      FROM (SELECT validate_txn(`value`) AS v, * FROM {source}) AS r
     """)
+    # Dedup state, in SQL: per txn_id the count of valid copies so far (processing order) and
+    # the first one's fingerprint and event time. Invalid records are keyed by their source
+    # partition ('#' is in no txn_id), so they share a handful of keys and hold no state.
+    fingerprint = f"CONCAT_WS('{semantics.FINGERPRINT_SEPARATOR}', " + ", ".join(
+        f"CAST({n} AS STRING)" if n in ("amount_cents", "event_time_ms") else n
+        for n in FIELD_NAMES) + ")"
+    t_env.execute_sql(f"""
+      CREATE TEMPORARY VIEW seen AS
+      SELECT *, COUNT(*) OVER w AS copies, FIRST_VALUE(fingerprint) OVER w AS first_fingerprint,
+             FIRST_VALUE(event_time_ms) OVER w AS first_event_time_ms
+      FROM (SELECT *,
+                   CASE WHEN error_class IS NULL THEN txn_id
+                        ELSE CONCAT('#', CAST(src_partition AS STRING)) END AS dedup_key,
+                   CASE WHEN error_class IS NULL THEN {fingerprint} END AS fingerprint
+            FROM validated)
+      WINDOW w AS (PARTITION BY dedup_key ORDER BY proctime
+                   ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+    """)
+    # udfs.semantics.dedup_decision and is_late, as SQL
+    horizon = cfg.contract.dedup_horizon_ms
+    window_start = f"(event_time_ms - MOD(event_time_ms, {w}))"
+    t_env.execute_sql(f"""
+      CREATE TEMPORARY VIEW routed AS
+      SELECT *,
+             CASE WHEN outcome = '{semantics.ACCEPTED}' AND arrival_watermark IS NOT NULL
+                       AND TO_TIMESTAMP_LTZ({window_start} + {w - 1 + et.allowed_lateness_ms},
+                                            3) <= arrival_watermark
+                  THEN TRUE ELSE FALSE END AS late
+      FROM (SELECT *,
+                   CASE WHEN error_class IS NOT NULL THEN error_class
+                        WHEN copies = 1
+                          OR ABS(event_time_ms - first_event_time_ms) >= {horizon}
+                          THEN '{semantics.ACCEPTED}'
+                        WHEN fingerprint = first_fingerprint THEN '{semantics.DUPLICATE}'
+                        ELSE '{CONFLICTING_DUPLICATE}' END AS outcome,
+                   CURRENT_WATERMARK(rowtime) AS arrival_watermark
+            FROM seen)
+    """)
+    # start computed from event_time_ms as udfs.semantics.window_start does (epoch-aligned);
+    # every row of a window has the same value
+    start = f"MIN({window_start})"
+    aggregate = f"""
+      SELECT CONCAT(account_id, '|', currency, '|', CAST(window_start_ms AS STRING)) AS key,
+             JSON_OBJECT('account_id' VALUE account_id, 'currency' VALUE currency,
+                         'window_start_ms' VALUE window_start_ms,
+                         'window_end_ms' VALUE window_start_ms + {w},
+                         'txn_count' VALUE txn_count, 'purchase_count' VALUE purchase_count,
+                         'refund_count' VALUE refund_count,
+                         'purchase_cents' VALUE purchase_cents, 'refund_cents' VALUE refund_cents,
+                         'net_cents' VALUE purchase_cents - refund_cents,
+                         'max_amount_cents' VALUE max_amount_cents) AS `value`,
+             txn_count
+      FROM (
+        SELECT account_id, currency, {start} AS window_start_ms, COUNT(*) AS txn_count,
+               SUM(CASE WHEN kind = 'purchase' THEN 1 ELSE 0 END) AS purchase_count,
+               SUM(CASE WHEN kind = 'refund' THEN 1 ELSE 0 END) AS refund_count,
+               SUM(CASE WHEN kind = 'purchase' THEN amount_cents ELSE 0 END) AS purchase_cents,
+               SUM(CASE WHEN kind = 'refund' THEN amount_cents ELSE 0 END) AS refund_cents,
+               MAX(amount_cents) AS max_amount_cents
+        FROM TABLE(TUMBLE(
+          TABLE routed, DESCRIPTOR(rowtime), {sql_interval(w)}))
+        WHERE outcome = '{semantics.ACCEPTED}' AND NOT late
+        GROUP BY account_id, currency, window_start, window_end)"""
+    txn_fields = ", ".join(f"'{n}' VALUE {n}" for n in FIELD_NAMES)
+    late = f"""
+      SELECT account_id AS key,
+             JSON_OBJECT({txn_fields},
+                         'watermark_ms' VALUE {epoch_ms_sql("arrival_watermark")},
+                         'window_start_ms' VALUE {window_start}) AS `value`
+      FROM routed WHERE late"""
+    before, after = semantics.CONFLICT_ERROR.split("{txn_id}")
+    dlq = f"""
+      SELECT outcome AS error_class,
+             JSON_OBJECT(
+               'error_class' VALUE outcome,
+               'error' VALUE CASE WHEN error_class IS NULL
+                                  THEN CONCAT('{before}', txn_id, '{after}') ELSE error END,
+               'raw' VALUE CASE WHEN error_class IS NULL
+                                THEN CAST(raw_value AS STRING) ELSE raw_text END,
+               'raw_encoding' VALUE CASE WHEN error_class IS NULL
+                                         THEN 'utf8' ELSE raw_encoding END,
+               'source_topic' VALUE '{topic}', 'source_partition' VALUE src_partition,
+               'source_offset' VALUE src_offset,
+               'source_timestamp_ms' VALUE src_timestamp_ms) AS `value`
+      FROM routed WHERE outcome NOT IN ('{semantics.ACCEPTED}', '{semantics.DUPLICATE}')"""
+    outputs = t_env.sql_query(f"""
+      SELECT 'aggregates' AS kind, key, `value`, CAST(NULL AS STRING) AS error_class,
+             txn_count AS transactions FROM ({aggregate})
+      UNION ALL
+      SELECT 'late', key, `value`, CAST(NULL AS STRING), CAST(1 AS BIGINT) FROM ({late})
+      UNION ALL
+      SELECT 'dlq', CAST(NULL AS STRING), `value`, error_class, CAST(1 AS BIGINT) FROM ({dlq})
+      UNION ALL
+      SELECT 'duplicate', CAST(NULL AS STRING), CAST(NULL AS STRING), CAST(NULL AS STRING),
+             CAST(1 AS BIGINT)
+      FROM routed WHERE outcome = '{semantics.DUPLICATE}'
+    """)
+    # One conversion to a DataStream (each to_data_stream() would read the topic again), for
+    # the counters; the records go back to SQL for the Kafka sinks.
+    tags = {kind: OutputTag(kind, SINK_ROW) for kind in OUTPUT_KINDS}
+    counted = (t_env.to_data_stream(outputs)
+               .process(CountOutputs(tags))
+               .name("count-outputs").uid("count-outputs"))
+    statements = t_env.create_statement_set()
+    for kind in OUTPUT_KINDS:
+        statements.add_insert(sinks[kind],
+                              t_env.from_data_stream(counted.get_side_output(tags[kind])))
+    return statements
 
 
 def configure_fault_tolerance(env, cfg) -> None:
@@ -352,21 +394,13 @@ def main(argv=None) -> None:
     conf = t_env.get_config()
     conf.set("pipeline.name", JOB_NAME)
     conf.set("python.execution-mode", cfg.flink.python_execution_mode)
-    # a stateful Python operator keeps its own uid: no fusing with the operators around it
-    conf.set("python.operator-chaining.enabled", "false")
     conf.set("table.local-time-zone", "UTC")
+    # the dedup state of a txn_id goes once it has not been seen for the horizon
+    conf.set("table.exec.state.ttl", f"{cfg.contract.dedup_horizon_ms} ms")
     t_env.execute_sql(source_ddl(cfg, args))
-    t_env.execute_sql(sink_ddl(
-        cfg, "account_aggregates", cfg.topics.aggregates,
-        "agg_key STRING, account_id STRING, currency STRING, window_start_ms BIGINT, "
-        "window_end_ms BIGINT, txn_count BIGINT, purchase_count INT, refund_count INT, "
-        "purchase_cents BIGINT, refund_cents BIGINT, net_cents BIGINT, max_amount_cents BIGINT",
-        "agg_key"))
-    sinks = {"dlq": kafka_string_sink(cfg, cfg.topics.dlq, "dlq"),
-             "late": kafka_string_sink(cfg, cfg.topics.late, "late")}
-    aggregates = build_pipeline(env, t_env, cfg, sinks)
-    statements = t_env.create_statement_set()
-    statements.add_insert("account_aggregates", aggregates)
+    sinks = create_sinks(t_env, cfg)
+    statements = build_pipeline(t_env, "raw_transactions", sinks, cfg)
+    # as a DataStream program: env.execute() behaves alike in attached and detached `flink run`
     statements.attach_as_datastream()
     env.execute(JOB_NAME)
 

@@ -13,12 +13,16 @@ TXN = {"txn_id": "t-1", "account_id": "a-1", "merchant_id": "m-1", "amount_cents
        "channel": "web", "country": "DE"}
 
 
+H = 86_400_000
+
+
 def test_first_copy_is_accepted_same_fields_duplicate_other_fields_conflict():
-    assert s.dedup_decision(None, TXN) == s.ACCEPTED
-    fp = s.fingerprint(TXN)
-    assert s.dedup_decision(fp, dict(TXN)) == s.DUPLICATE
-    for field, value in (("amount_cents", 101), ("country", "FR"), ("event_time_ms", 1)):
-        assert s.dedup_decision(fp, {**TXN, field: value}) == "CONFLICTING_DUPLICATE"
+    assert s.dedup_decision(None, TXN, H) == s.ACCEPTED
+    first = (s.fingerprint(TXN), TXN["event_time_ms"])
+    assert s.dedup_decision(first, dict(TXN), H) == s.DUPLICATE
+    for field, value in (("amount_cents", 101), ("country", "FR"),
+                         ("event_time_ms", TXN["event_time_ms"] + 1)):
+        assert s.dedup_decision(first, {**TXN, field: value}, H) == "CONFLICTING_DUPLICATE"
 
 
 def test_fingerprint_ignores_key_order_and_extra_fields():
@@ -26,8 +30,17 @@ def test_fingerprint_ignores_key_order_and_extra_fields():
     assert s.fingerprint(reordered) == s.fingerprint({**TXN, "extra": 1})
 
 
-def test_dedup_state_lives_for_the_horizon_of_event_time():
-    assert s.dedup_state_expires_at(1000, 86_400_000) == 86_401_000
+def test_fingerprint_is_the_fields_joined_in_contract_order_as_the_sql_builds_it():
+    assert s.fingerprint(TXN) == "t-1|a-1|m-1|100|EUR|purchase|1767225600000|web|DE"
+
+
+@pytest.mark.parametrize("delta, decision", [(H - 1, "CONFLICTING_DUPLICATE"),
+                                             (-(H - 1), "CONFLICTING_DUPLICATE"),
+                                             (H, "ACCEPTED"), (-H, "ACCEPTED")])
+def test_a_copy_a_whole_horizon_away_from_the_first_is_a_transaction_of_its_own(delta, decision):
+    first = (s.fingerprint(TXN), TXN["event_time_ms"])
+    later = {**TXN, "event_time_ms": TXN["event_time_ms"] + delta}
+    assert s.dedup_decision(first, later, H) == decision
 
 
 @pytest.mark.parametrize("t, start", [(0, 0), (59_999, 0), (60_000, 60_000),
