@@ -44,7 +44,7 @@ def source_records(cfg, job_id: str, vertex_id: str) -> float:
     """Records emitted by the Kafka source operator itself (not by its chain), all subtasks."""
     base = f"/jobs/{job_id}/vertices/{vertex_id}/subtasks/metrics"
     ids = [m["id"] for m in rest(cfg, base)
-           if m["id"].startswith("Source_") and m["id"].endswith(".numRecordsOut")]
+           if m["id"].startswith("Source") and m["id"].endswith(".numRecordsOut")]
     if not ids:
         return 0.0
     return sum(m.get("sum", 0) for m in rest(cfg, f"{base}?get={ids[0]}&agg=sum"))
@@ -138,8 +138,9 @@ def main(argv=None) -> int:
         print(f"{r['job']:<24}{r['sustained_per_s']:>20,.0f}{r['duration_s']:>20.1f} s"
               f"{r['overall_per_s']:>18,.0f}")
     if len(results) == 2:
-        print(f"ratio (job / baseline, sustained): "
-              f"{results[0]['sustained_per_s'] / results[1]['sustained_per_s']:.2f}")
+        for key in ("sustained_per_s", "overall_per_s"):
+            print(f"ratio job / baseline ({key.split('_')[0]}): "
+                  f"{results[0][key] / results[1][key]:.2f}")
     return 0
 
 

@@ -320,6 +320,27 @@ def test_counters_are_visible_in_the_rest_api(job, clean_run):
     assert metrics["error_class.CONFLICTING_DUPLICATE.dlq"] == 1
     assert "event_time_lag_ms" in metrics
 
+    # the same counters on the TaskManager's Prometheus endpoint
+    def scraped(name: str, label: str = "") -> float:
+        total, found = 0.0, False
+        for port in stack.prometheus_ports(cfg):
+            with urllib.request.urlopen(f"http://{cfg.flink.host}:{port}/metrics",
+                                        timeout=10) as r:
+                for line in r.read().decode().splitlines():
+                    metric = line.split("{", 1)[0].split(" ", 1)[0]
+                    if metric.endswith(name) and label in line and not line.startswith("#"):
+                        total += float(line.rsplit(" ", 1)[1])
+                        found = True
+        assert found, f"{name} {label} not on any Prometheus endpoint"
+        return total
+
+    assert scraped("_payline_accepted") == 12
+    assert scraped("_payline_duplicates") == 1
+    assert scraped("_payline_late") == 1
+    assert scraped("_payline_error_class_dlq", 'error_class="MALFORMED"') == 3
+    assert scraped("_payline_error_class_dlq", 'error_class="CONFLICTING_DUPLICATE"') == 1
+    scraped("_payline_event_time_lag_ms")
+
 
 def test_a_taskmanager_killed_mid_run_changes_no_committed_output(stack_conf, stack_cfg, job,
                                                                  clean_run):
