@@ -395,6 +395,9 @@ def main(argv=None) -> None:
     conf.set("pipeline.name", JOB_NAME)
     conf.set("python.execution-mode", cfg.flink.python_execution_mode)
     conf.set("table.local-time-zone", "UTC")
+    # every SQL operator gets a uid from its plan node ("<id>_<transformation>"), the same on
+    # every submission of this program, so checkpoints and savepoints map back to it
+    conf.set("table.exec.uid.generation", "ALWAYS")
     # the dedup state of a txn_id goes once it has not been seen for the horizon
     conf.set("table.exec.state.ttl", f"{cfg.contract.dedup_horizon_ms} ms")
     t_env.execute_sql(source_ddl(cfg, args))
