@@ -95,11 +95,7 @@ class ValidateTransaction(ScalarFunction):
         return Row(result.error_class, result.error, text, encoding, *_NO_TXN)
 
 
-# The job's outputs as one stream (kind, key, value, error_class, transactions): every output
-# record, plus one row per dropped duplicate, so that they can be counted in one place.
-OUTPUT_ROW = Types.ROW_NAMED(
-    ["kind", "key", "value", "error_class", "transactions"],
-    [Types.STRING(), Types.STRING(), Types.STRING(), Types.STRING(), Types.LONG()])
+# What goes back from the counting operator to a Kafka sink table.
 SINK_ROW = Types.ROW_NAMED(["key", "value"], [Types.STRING(), Types.STRING()])
 OUTPUT_KINDS = ("aggregates", "late", "dlq")
 
@@ -257,7 +253,7 @@ def build_pipeline(t_env, source: str, sinks: dict[str, str], cfg):
     t_env.execute_sql(f"""
       CREATE TEMPORARY VIEW validated AS
       SELECT {fields}, r.`value` AS raw_value, r.`partition` AS src_partition,
-             r.`offset` AS src_offset, {epoch_ms_sql("r.kafka_ts")} AS src_timestamp_ms,
+             r.`offset` AS src_offset, r.kafka_ts AS src_timestamp,
              r.rowtime, r.proctime
       FROM (SELECT validate_txn(`value`) AS v, * FROM {source}) AS r
     """)
@@ -344,8 +340,10 @@ def build_pipeline(t_env, source: str, sinks: dict[str, str], cfg):
                                          THEN 'utf8' ELSE raw_encoding END,
                'source_topic' VALUE '{topic}', 'source_partition' VALUE src_partition,
                'source_offset' VALUE src_offset,
-               'source_timestamp_ms' VALUE src_timestamp_ms) AS `value`
+               'source_timestamp_ms' VALUE {epoch_ms_sql("src_timestamp")}) AS `value`
       FROM routed WHERE outcome NOT IN ('{semantics.ACCEPTED}', '{semantics.DUPLICATE}')"""
+    # The outputs as one stream (kind, key, value, error_class, transactions): every output
+    # record, plus one row per dropped duplicate, so that they can be counted in one place.
     outputs = t_env.sql_query(f"""
       SELECT 'aggregates' AS kind, key, `value`, CAST(NULL AS STRING) AS error_class,
              txn_count AS transactions FROM ({aggregate})
