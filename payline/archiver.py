@@ -48,10 +48,6 @@ class ArchiverError(RuntimeError):
     """The archiver cannot go on; str(error) is one line for the operator."""
 
 
-def raw_dir(cfg: Config) -> Path:
-    return cfg.paths.data_dir / "raw"
-
-
 def hour_dir(root: Path, topic: str, timestamp_ms: int) -> Path:
     t = datetime.fromtimestamp(max(timestamp_ms, 0) / 1000, tz=UTC)
     return root / topic / f"date={t:%Y-%m-%d}" / f"hour={t:%H}"
@@ -153,7 +149,7 @@ class Archiver:
 
     def __init__(self, cfg: Config, *, log=print):
         self.cfg = cfg
-        self.root = raw_dir(cfg)
+        self.root = cfg.paths.raw_dir
         self.log = log
         self.buffers: dict[tuple[str, int], _Buffer] = {}
         self.files_written = 0
@@ -192,10 +188,15 @@ class Archiver:
         consumer.commit(offsets=[TopicPartition(tp[0], tp[1], buf.records[-1].offset + 1)],
                         asynchronous=False)
 
-    def run(self, *, idle_exit_s: float | None = None) -> None:
+    def run(self) -> None:
         from confluent_kafka import Consumer, KafkaError, KafkaException
 
         a = self.cfg.archiver
+        try:
+            re.compile(a.topic_pattern)
+        except re.error as exc:
+            raise ArchiverError(f"archiver.topic_pattern: not a regular expression ({exc})") \
+                from None
         removed = remove_temporary_files(self.root)
         if removed:
             self.log(f"archiver: removed {removed} unfinished temporary files of a crash")
@@ -209,15 +210,9 @@ class Archiver:
             "topic.metadata.refresh.interval.ms": 5000,
             "log_level": 3,
         })
-        try:
-            re.compile(a.topic_pattern)
-        except re.error as exc:
-            raise ArchiverError(f"archiver.topic_pattern: not a regular expression ({exc})") \
-                from None
         pattern = a.topic_pattern if a.topic_pattern.startswith("^") else f"^{a.topic_pattern}"
         consumer.subscribe([pattern], on_assign=self._on_assign, on_revoke=self._on_revoke)
         interval_s = a.flush_interval_ms / 1000
-        last_record = time.monotonic()
         try:
             while not self._stopping:
                 messages = consumer.consume(num_messages=10_000, timeout=0.5)
@@ -238,14 +233,9 @@ class Archiver:
                         buf = self.buffers[tp] = _Buffer(since=now)
                     buf.records.append(RawRecord(m.topic(), m.partition(), m.offset(),
                                                  m.timestamp()[1], m.key(), m.value()))
-                if messages:
-                    last_record = now
                 for tp in [tp for tp, b in self.buffers.items()
                            if len(b.records) >= a.flush_records or now - b.since >= interval_s]:
                     self._flush(consumer, tp)
-                if idle_exit_s is not None and now - last_record >= idle_exit_s \
-                        and not self.buffers:
-                    break
             for tp in list(self.buffers):
                 self._flush(consumer, tp)
         finally:
@@ -256,7 +246,7 @@ def run_forever(cfg: Config) -> None:
     archiver = Archiver(cfg, log=lambda msg: print(msg, flush=True))
     signal.signal(signal.SIGTERM, archiver.stop)
     signal.signal(signal.SIGINT, archiver.stop)
-    print(f"archiver: {cfg.archiver.topic_pattern} -> {raw_dir(cfg)}", flush=True)
+    print(f"archiver: {cfg.archiver.topic_pattern} -> {cfg.paths.raw_dir}", flush=True)
     archiver.run()
     print(f"archiver: stopped after {archiver.records_written} records in "
           f"{archiver.files_written} files", flush=True)
@@ -264,7 +254,7 @@ def run_forever(cfg: Config) -> None:
 
 def read_lake(cfg: Config, topic: str | None = None) -> pa.Table:
     """Every archived row (optionally of one topic), for tests and the batch layer."""
-    root = raw_dir(cfg)
+    root = cfg.paths.raw_dir
     files = sorted((root / topic if topic else root).glob(
         ("" if topic else "*/") + "date=*/hour=*/part-*.parquet"))
     if not files:

@@ -20,6 +20,7 @@ import argparse
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from payline import config as config_mod
@@ -275,11 +276,8 @@ def cmd_demo(cfg: Config, args) -> int:
         print(f"  {name:<30} {len(topics.read_topic(cfg, name)):>8} records")
     print("  (windows still open wait for later traffic to move the watermark past them)")
     print()
-    lake = archiver.read_lake(cfg)
-    by_topic: dict[str, int] = {}
-    for name in lake.column("topic").to_pylist():
-        by_topic[name] = by_topic.get(name, 0) + 1
-    print(f"raw log (Parquet, exactly once per topic/partition/offset): {archiver.raw_dir(cfg)}")
+    by_topic = Counter(archiver.read_lake(cfg).column("topic").to_pylist())
+    print(f"raw log (Parquet, exactly once per topic/partition/offset): {cfg.paths.raw_dir}")
     for name, n in sorted(by_topic.items()):
         print(f"  {name:<30} {n:>8} rows")
     print()

@@ -54,6 +54,11 @@ class Paths:
     data_dir: Path = _path()
     checkpoints_dir: Path = _path()
 
+    @property
+    def raw_dir(self) -> Path:
+        """The raw log (CONTRACT.md §6): the archiver writes it, the batch layer reads it."""
+        return self.data_dir / "raw"
+
 
 @dataclass(frozen=True)
 class Kafka:

@@ -277,14 +277,18 @@ def kafka_up(cfg: Config, log=print) -> None:
     log(f"kafka: up at {kc.bootstrap} (pid {proc.pid}, log {kp.log})")
 
 
-def kafka_down(cfg: Config, log=print) -> None:
-    pids = kafka_pids(cfg)
+def _stop(part: str, pids: list[int], pid_file: Path, log) -> None:
+    """Terminate a part started by pid file, say so, and forget its pid file."""
     if pids:
         _terminate(pids)
-        log(f"kafka: stopped (pid {', '.join(map(str, pids))})")
+        log(f"{part}: stopped (pid {', '.join(map(str, pids))})")
     else:
-        log("kafka: not running")
-    kafka_paths(cfg).pid_file.unlink(missing_ok=True)
+        log(f"{part}: not running")
+    pid_file.unlink(missing_ok=True)
+
+
+def kafka_down(cfg: Config, log=print) -> None:
+    _stop("kafka", kafka_pids(cfg), kafka_paths(cfg).pid_file, log)
 
 
 def _wait(check, timeout_s: float, pids_fn, cfg: Config) -> bool:
@@ -533,8 +537,9 @@ def archiver_pids(cfg: Config) -> list[int]:
 def archiver_up(cfg: Config, cli_args: list[str], log=print) -> None:
     """Start ``payline archiver run`` in the background (same --conf/--set as this call)."""
     pid_file, log_file = archiver_paths(cfg)
-    if archiver_pids(cfg):
-        log(f"archiver: already running (pid {archiver_pids(cfg)[0]})")
+    running = archiver_pids(cfg)
+    if running:
+        log(f"archiver: already running (pid {running[0]})")
         return
     pid_file.parent.mkdir(parents=True, exist_ok=True)
     exe = Path(sys.executable).parent / "payline"
@@ -549,15 +554,11 @@ def archiver_up(cfg: Config, cli_args: list[str], log=print) -> None:
     if proc.poll() is not None:
         raise StackError(f"archiver: exited at start (code {proc.returncode}); "
                          f"log {log_file}:\n{_tail(log_file)}")
-    log(f"archiver: up (pid {proc.pid}, log {log_file}), writing {cfg.paths.data_dir / 'raw'}")
+    log(f"archiver: up (pid {proc.pid}, log {log_file}), writing {cfg.paths.raw_dir}")
 
 
 def archiver_down(cfg: Config, log=print) -> None:
-    pids = archiver_pids(cfg)
-    if pids:
-        _terminate(pids)
-        log(f"archiver: stopped (pid {', '.join(map(str, pids))})")
-    archiver_paths(cfg)[0].unlink(missing_ok=True)
+    _stop("archiver", archiver_pids(cfg), archiver_paths(cfg)[0], log)
 
 
 def prometheus_ports(cfg: Config) -> list[int]:
@@ -580,7 +581,7 @@ def status(cfg: Config) -> dict:
     return {
         "archiver": {"running": bool(apids), "pids": apids,
                      "log": str(archiver_paths(cfg)[1]),
-                     "lake": str(cfg.paths.data_dir / "raw")},
+                     "lake": str(cfg.paths.raw_dir)},
         "kafka": {
             "running": bool(kpids),
             "ready": bool(kpids) and kafka_ready(cfg, timeout_s=3),

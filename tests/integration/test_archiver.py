@@ -21,7 +21,7 @@ import pytest
 from payline import archiver, stack
 from payline.generator import producer
 
-from .conftest import payline
+from .conftest import payline, wait_for
 from .kafka_io import create_topic, read_all
 
 pytestmark = pytest.mark.integration
@@ -68,15 +68,6 @@ def archiver_pid(cfg) -> int:
     return int(pid_file.read_text().split()[0])
 
 
-def wait_for(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-
-
 def test_lake_holds_every_committed_record_once_after_a_kill_9(stack_conf, stack_cfg):
     cfg = stack_cfg
     payline(stack_conf, "up")
@@ -85,9 +76,9 @@ def test_lake_holds_every_committed_record_once_after_a_kill_9(stack_conf, stack
     aborted = "ABORTED-must-never-be-archived"
     send_batch(cfg, 0, aborted)
     payline(stack_conf, *overrides(), "archiver", "start")
-    lake = archiver.raw_dir(cfg)
+    lake = cfg.paths.raw_dir
     wait_for(lambda: len(list(lake.glob("it.arch.*/date=*/hour=*/part-*"))) >= 3, 60,
-             "the archiver's first files")
+             "the archiver's first files", every_s=0.5)
     send_batch(cfg, 1, aborted)
     os.kill(archiver_pid(cfg), signal.SIGKILL)  # mid-traffic, whatever it was doing
     time.sleep(1)
@@ -103,7 +94,7 @@ def test_lake_holds_every_committed_record_once_after_a_kill_9(stack_conf, stack
     payline(stack_conf, *overrides(), "archiver", "start")
     try:
         wait_for(lambda: archiver.read_lake(cfg).num_rows >= len(expected), 120,
-                 f"{len(expected)} rows in the lake")
+                 f"{len(expected)} rows in the lake", every_s=0.5)
         time.sleep(2)  # anything written twice would show now
     finally:
         payline(stack_conf, "archiver", "stop")

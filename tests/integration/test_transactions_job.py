@@ -26,7 +26,7 @@ from kafka.partitioner.default import murmur2
 from payline import stack
 from payline.generator import producer
 
-from .conftest import payline
+from .conftest import payline, wait_for
 from .kafka_io import create_topic, read_all
 
 pytestmark = pytest.mark.integration
@@ -150,16 +150,6 @@ def send(cfg, records, topics=TOPICS) -> dict[str, tuple[int, int]]:
         prod.produce(topics["transactions"], key=key.encode(), value=value, on_delivery=done)
         prod.flush(30)  # one at a time: the order within a partition is the list's order
     return positions
-
-
-def wait_for(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(2)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def committed_aggregates(cfg, topics=TOPICS) -> list[tuple[str, dict]]:
