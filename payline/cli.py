@@ -32,7 +32,7 @@ class UsageError(ValueError):
 
 
 # job name -> its module under jobs/streaming/
-STREAMING_JOBS = {"transactions": "transactions.py"}
+STREAMING_JOBS = {"transactions": "transactions.py", "fraud": "fraud.py"}
 
 
 class _Parser(argparse.ArgumentParser):

@@ -174,6 +174,28 @@ class Archiver:
 
 
 @dataclass(frozen=True)
+class Fraud:
+    # the rules (CONTRACT.md §5 payments.alerts); udfs.fraud.FraudParams
+    large_amount_cents: int = _int(1, None)
+    velocity_count: int = _int(1, None)
+    velocity_window_ms: int = _int(1, None)
+    velocity_silence_ms: int = _int(0, None)
+    small_purchase_cents: int = _int(1, None)
+    large_purchase_cents: int = _int(1, None)
+    small_then_large_ms: int = _int(0, None)
+    # the job
+    timer_coalesce_ms: int = _int(1, 60_000)
+    buffer_timeout_ms: int = _int(0, 10_000)
+    group_id: str = _str()
+
+    def params(self):
+        from udfs.fraud import FraudParams
+
+        return FraudParams(**{f.name: getattr(self, f.name)
+                              for f in dataclasses.fields(FraudParams)})
+
+
+@dataclass(frozen=True)
 class Config:
     paths: Paths
     kafka: Kafka
@@ -184,6 +206,7 @@ class Config:
     event_time: EventTime
     generator: Generator
     archiver: Archiver
+    fraud: Fraud
     root: Path = PROJECT_ROOT
 
     def replace(self, **sections: Any) -> Config:
@@ -193,7 +216,7 @@ class Config:
 _SECTIONS = {
     "paths": Paths, "kafka": Kafka, "flink": Flink, "topics": Topics,
     "topic_settings": TopicSettings, "contract": Contract, "event_time": EventTime,
-    "generator": Generator, "archiver": Archiver,
+    "generator": Generator, "archiver": Archiver, "fraud": Fraud,
 }
 
 

@@ -151,10 +151,8 @@ def _check_value(name: str, value: Any, rules: Rules) -> str | None:
     return None
 
 
-def validate(raw: bytes | None, rules: Rules = DEFAULT_RULES) -> Valid | Invalid:
-    """Classify one raw Kafka record value (§3 steps 1-3). Never raises."""
-    if raw is None:
-        return Invalid(MALFORMED, "value: null record value (tombstone)")
+def _parse_object(raw: bytes, rules: Rules) -> dict | Invalid:
+    """§3 step 1: a UTF-8 JSON object within the size limit, or MALFORMED."""
     if len(raw) > rules.max_value_bytes:
         return Invalid(MALFORMED, f"value: {len(raw)} bytes, over {rules.max_value_bytes}")
     try:
@@ -169,8 +167,12 @@ def validate(raw: bytes | None, rules: Rules = DEFAULT_RULES) -> Valid | Invalid
         return Invalid(MALFORMED, f"value: not JSON ({str(exc).splitlines()[0][:120]})")
     if not isinstance(obj, dict):
         return Invalid(MALFORMED, f"value: JSON {_json_type(obj)}, not an object")
+    return obj
 
-    for name, typ in FIELDS:
+
+def _check_types(obj: dict, fields: tuple[tuple[str, type], ...]) -> Invalid | None:
+    """§3 step 2, fields in table order: the first missing or mistyped one."""
+    for name, typ in fields:
         if name not in obj:
             return Invalid(SCHEMA_VIOLATION, f"{name}: required field missing", name)
         value = obj[name]
@@ -179,6 +181,20 @@ def validate(raw: bytes | None, rules: Rules = DEFAULT_RULES) -> Valid | Invalid
             return Invalid(
                 SCHEMA_VIOLATION, f"{name}: expected {want}, got {_json_type(value)}", name
             )
+    return None
+
+
+def validate(raw: bytes | None, rules: Rules = DEFAULT_RULES) -> Valid | Invalid:
+    """Classify one raw Kafka record value (§3 steps 1-3). Never raises."""
+    if raw is None:
+        return Invalid(MALFORMED, "value: null record value (tombstone)")
+    obj = _parse_object(raw, rules)
+    if isinstance(obj, Invalid):
+        return obj
+
+    problem = _check_types(obj, FIELDS)
+    if problem:
+        return problem
     for name, _ in FIELDS:
         problem = _check_value(name, obj[name], rules)
         if problem:
@@ -189,3 +205,57 @@ def validate(raw: bytes | None, rules: Rules = DEFAULT_RULES) -> Valid | Invalid
 def encode_txn(txn: dict) -> bytes:
     """The canonical JSON encoding of a transaction (field order of the contract)."""
     return json.dumps({k: txn[k] for k in FIELD_NAMES}, separators=(",", ":")).encode()
+
+
+# --- payments.accounts (CONTRACT.md §2) ---------------------------------------------------------
+
+RISK_TIERS = ("low", "medium", "high")
+PROFILE_FIELDS: tuple[tuple[str, type], ...] = (
+    ("account_id", str),
+    ("home_country", str),
+    ("risk_tier", str),
+    ("valid_from_ms", int),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ValidProfile:
+    profile: dict  # the four §2 fields, extra fields dropped
+
+    ok = True
+
+
+@dataclass(frozen=True, slots=True)
+class Tombstone:
+    """A null value on the compacted topic: the account's profiles are deleted."""
+
+    ok = True
+
+
+def validate_profile(raw: bytes | None, key: bytes | None,
+                     rules: Rules = DEFAULT_RULES) -> ValidProfile | Tombstone | Invalid:
+    """Classify one ``payments.accounts`` record with the same error classes as §3 steps 1-3.
+    The record key must be the profile's account_id (the topic is compacted by it). Never
+    raises."""
+    if raw is None:
+        return Tombstone()
+    parsed = _parse_object(raw, rules)
+    if isinstance(parsed, Invalid):
+        return parsed
+    problem = _check_types(parsed, PROFILE_FIELDS)
+    if problem:
+        return problem
+    if not _ID_RE.fullmatch(parsed["account_id"]):
+        return Invalid(INVALID_VALUE, f"account_id: must match {ID_PATTERN}", "account_id")
+    if not _COUNTRY_RE.fullmatch(parsed["home_country"]):
+        return Invalid(INVALID_VALUE, f"home_country: must match {COUNTRY_PATTERN}",
+                       "home_country")
+    if parsed["risk_tier"] not in RISK_TIERS:
+        return Invalid(INVALID_VALUE, "risk_tier: must be one of low, medium, high",
+                       "risk_tier")
+    if not rules.min_event_time_ms <= parsed["valid_from_ms"] < rules.max_event_time_ms:
+        return Invalid(INVALID_VALUE, f"valid_from_ms: must be in [{rules.min_event_time_ms}, "
+                                      f"{rules.max_event_time_ms})", "valid_from_ms")
+    if key is not None and key != parsed["account_id"].encode():
+        return Invalid(INVALID_VALUE, "account_id: differs from the record key", "account_id")
+    return ValidProfile({name: parsed[name] for name, _ in PROFILE_FIELDS})

@@ -2,3 +2,4 @@
 pyflink."""
 
 TRANSACTIONS_JOB_NAME = "payline-transactions"
+FRAUD_JOB_NAME = "payline-fraud"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
+from kafka.partitioner.default import murmur2
 
 from payline import topics
 from payline.config import Config
@@ -23,3 +24,12 @@ def read_all(cfg: Config, topic: str, *, committed_only: bool = True,
              timeout_s: float = 60) -> list:
     """Every record of ``topic`` from the beginning to its current end, in partition order."""
     return topics.read_topic(cfg, topic, committed_only=committed_only, timeout_s=timeout_s)
+
+
+def account_on(partition: int, tag: str, partitions: int = 3) -> str:
+    """An account id whose key the Java partitioner puts on ``partition``."""
+    for i in range(1000):
+        name = f"acct-{tag}-{i}"
+        if (murmur2(name.encode()) & 0x7FFFFFFF) % partitions == partition:
+            return name
+    raise AssertionError("no account id found")

@@ -21,13 +21,12 @@ import urllib.request
 from collections import defaultdict
 
 import pytest
-from kafka.partitioner.default import murmur2
 
 from payline import stack
 from payline.generator import producer
 
 from .conftest import payline, wait_for
-from .kafka_io import create_topic, read_all
+from .kafka_io import account_on, create_topic, read_all
 
 pytestmark = pytest.mark.integration
 
@@ -41,15 +40,6 @@ def topics_of(prefix: str) -> dict[str, str]:
 
 TOPICS = topics_of("it.tx")
 CRASH_TOPICS = topics_of("it.crash")
-
-
-def account_on(partition: int, tag: str) -> str:
-    """An account id whose key the Java partitioner puts on ``partition`` (of 3)."""
-    for i in range(1000):
-        name = f"acct-{tag}-{i}"
-        if (murmur2(name.encode()) & 0x7FFFFFFF) % 3 == partition:
-            return name
-    raise AssertionError("no account id found")
 
 
 A1, A2, A3 = account_on(0, "a"), account_on(1, "b"), account_on(2, "c")

@@ -1,0 +1,359 @@
+"""The fraud job: the rules of ``payments.alerts`` per account, with keyed state and event-time
+timers, alerts at low latency.
+
+Reads ``payments.transactions`` and the compacted ``payments.accounts``; writes
+``payments.alerts`` (at-least-once, each alert sent at once; ``alert_id`` is deterministic, so
+consumers drop redelivered copies by it) and, exactly once, bad ``payments.accounts`` records to
+``payments.dlq``. Semantics: ``udfs.fraud`` (CONTRACT.md §2, §5).
+
+Why it reads the raw topic and not the transactions job's output: the only accepted stream
+would be an exactly-once topic, visible to ``read_committed`` readers one checkpoint (10 s)
+later, far above the alert-latency budget. So this job decides accepted / duplicate / late with
+the same SQL as the transactions job (``jobs.streaming.txn_sql``, from ``udfs/``) and keeps
+its own dedup state.
+
+Shape:
+
+    transactions: Kafka -> validate_txn (Python UDF) -> dedup (SQL OVER) -> accepted, not late
+    accounts:     Kafka -> validate_profile (Python UDF) -> profile versions | DLQ rows
+      -> one stream keyed by account_id -> evaluate-rules (Python, keyed state, timers)
+           LARGE_AMOUNT at once, on arrival                 -> main output  -> alerts sink (high)
+           buffered until the watermark passes each txn:
+             SMALL_THEN_LARGE, FOREIGN_HIGH_RISK (high)     -> main output  -> alerts sink (high)
+             VELOCITY (medium)                              -> side output  -> alerts sink (medium)
+           bad profiles                                     -> side output  -> DLQ (exactly-once)
+
+Priority: high-severity alerts never queue behind medium ones. They are emitted first for a
+record or timer, and they leave through their own Kafka sink (own producer, own buffers), so a
+burst of VELOCITY alerts fills only the medium sink's queue.
+
+Keyed state per account (typed, no pickles), and its way out:
+  ``pending``    transactions waiting for the watermark   -> drained by their timer
+  ``recent``, ``silent_until``  the ordered rules' memory -> emptied by an idle timer
+                 (``FraudParams.idle_after_ms``) once no on-time transaction can reach it
+  ``profiles``   profile versions (reference data)       -> superseded versions dropped on
+                 timers; the current one stays until a newer one or a tombstone, as on the
+                 compacted topic itself
+
+Submit (``payline submit fraud`` wraps this):
+
+    FLINK_CONF_DIR=run/flink/conf .venv/lib/python3.11/site-packages/pyflink/bin/flink run -d \\
+        --jarfile infra/flink/target/lib/flink-sql-connector-kafka-5.0.0-2.2.jar \\
+        --python jobs/streaming/fraud.py [--conf FILE] [--set section.key=value ...] \\
+        [--bounded] [--starting-offsets earliest|committed] [--group-id ID]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from pyflink.common import Row, Types
+from pyflink.datastream import (
+    CheckpointingMode,
+    KeyedProcessFunction,
+    OutputTag,
+    RuntimeContext,
+    StreamExecutionEnvironment,
+)
+from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor
+from pyflink.table import DataTypes, StreamTableEnvironment
+from pyflink.table.udf import ScalarFunction, udf
+
+from jobs.streaming import FRAUD_JOB_NAME
+from jobs.streaming.txn_sql import (
+    create_routed_view,
+    epoch_ms_sql,
+    rules_of,
+    sink_ddl,
+    source_ddl,
+)
+from payline import config as config_mod
+from udfs import fraud, semantics
+from udfs.contract import Invalid, Rules, Tombstone, validate_profile
+
+JOB_NAME = FRAUD_JOB_NAME
+
+# --- the accounts topic --------------------------------------------------------------------------
+
+PROFILE_FIELDS = [
+    ("error_class", DataTypes.STRING()), ("error", DataTypes.STRING()),
+    ("raw_text", DataTypes.STRING()), ("raw_encoding", DataTypes.STRING()),
+    ("deleted", DataTypes.BOOLEAN()), ("account_id", DataTypes.STRING()),
+    ("home_country", DataTypes.STRING()), ("risk_tier", DataTypes.STRING()),
+    ("valid_from_ms", DataTypes.BIGINT()),
+]
+
+
+class ValidateProfile(ScalarFunction):
+    """udfs.contract.validate_profile as a SQL function (the accounts topic is small: one
+    Python call per profile costs nothing)."""
+
+    def __init__(self, rules: Rules):
+        self.rules = rules
+
+    def eval(self, key, value):
+        result = validate_profile(value, key, self.rules)
+        if isinstance(result, Tombstone):
+            account = (key or b"").decode("utf-8", "replace")
+            return Row(None, None, None, None, True, account, None, None, None)
+        if isinstance(result, Invalid):
+            text, encoding = semantics.raw_text(value)
+            return Row(result.error_class, result.error, text, encoding, False, None, None,
+                       None, None)
+        p = result.profile
+        return Row(None, None, None, None, False, p["account_id"], p["home_country"],
+                   p["risk_tier"], p["valid_from_ms"])
+
+
+END_OF_TIME_MS = 4102444799999
+
+
+def accounts_ddl(cfg, args) -> str:
+    """The raw accounts table, read whole from the earliest offset (a compacted reference
+    topic). Its records carry the end of time as row time and watermark: the reference stream
+    never holds back the transactions' watermark, which alone decides when rules fire."""
+    bounded = "'scan.bounded.mode' = 'latest-offset'," if args.bounded else ""
+    return f"""
+    CREATE TEMPORARY TABLE raw_accounts (
+      `key` BYTES,
+      `value` BYTES,
+      `partition` INT METADATA VIRTUAL,
+      `offset` BIGINT METADATA VIRTUAL,
+      `kafka_ts` TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
+      `rowtime` AS TO_TIMESTAMP_LTZ(CAST({END_OF_TIME_MS} AS BIGINT), 3),
+      WATERMARK FOR `rowtime` AS `rowtime`
+    ) WITH (
+      'connector' = 'kafka',
+      'topic' = '{cfg.topics.accounts}',
+      'properties.bootstrap.servers' = '{cfg.kafka.bootstrap}',
+      'properties.group.id' = '{args.group_id}',
+      'properties.isolation.level' = 'read_committed',
+      'scan.startup.mode' = 'earliest-offset',
+      {bounded}
+      'scan.watermark.idle-timeout' = '{cfg.event_time.idleness_ms} ms',
+      'key.format' = 'raw',
+      'key.fields' = 'key',
+      'value.format' = 'raw',
+      'value.fields-include' = 'EXCEPT_KEY'
+    )
+    """
+
+
+# --- the rules operator --------------------------------------------------------------------------
+
+SINK_ROW = Types.ROW_NAMED(["key", "value"], [Types.STRING(), Types.STRING()])
+PENDING_FIELDS = ("txn_id", "kind", "amount_cents", "currency", "event_time_ms", "country")
+PENDING_ROW = Types.ROW_NAMED(
+    list(PENDING_FIELDS),
+    [Types.STRING(), Types.STRING(), Types.LONG(), Types.STRING(), Types.LONG(),
+     Types.STRING()])
+RECENT_ROW = Types.ROW_NAMED(["event_time_ms", "txn_id", "kind", "amount_cents"],
+                             [Types.LONG(), Types.STRING(), Types.STRING(), Types.LONG()])
+PROFILE_ROW = Types.ROW_NAMED(["home_country", "risk_tier"], [Types.STRING(), Types.STRING()])
+
+TXN, PROFILE, TOMBSTONE, BAD_PROFILE = "T", "P", "X", "D"
+
+
+class EvaluateRules(KeyedProcessFunction):
+    """Per account: LARGE_AMOUNT on arrival; the ordered rules (``udfs.fraud.step``) when the
+    watermark passes each transaction, in (event_time_ms, txn_id) order. ``clock`` gives
+    detected_at_ms (the only wall-clock value; it decides nothing)."""
+
+    def __init__(self, params: fraud.FraudParams, window_ms: int, coalesce_ms: int,
+                 tags: dict, clock=time.time):
+        self.params = params
+        self.window_ms = window_ms
+        self.coalesce_ms = coalesce_ms
+        self.tags = tags
+        self.clock = clock
+
+    def open(self, runtime_context: RuntimeContext):
+        get = runtime_context
+        self.pending = get.get_list_state(ListStateDescriptor("pending", PENDING_ROW))
+        self.recent = get.get_list_state(ListStateDescriptor("recent", RECENT_ROW))
+        self.silent_until = get.get_state(ValueStateDescriptor("silent_until", Types.LONG()))
+        self.profiles = get.get_map_state(
+            MapStateDescriptor("profiles", Types.LONG(), PROFILE_ROW))
+        group = runtime_context.get_metrics_group().add_group("payline")
+        self.alerts = {rule: group.add_group("rule", rule).counter("alerts")
+                       for rule in fraud.RULES}
+        self.profile_versions = group.counter("profile_versions")
+        self.bad_profiles = group.counter("bad_profiles")
+
+    def _grid(self, t: int) -> int:
+        g = self.coalesce_ms
+        return -(-t // g) * g
+
+    def _emit(self, alerts):
+        now = int(self.clock() * 1000)
+        for alert in sorted(alerts, key=lambda a: a.severity != fraud.HIGH):
+            self.alerts[alert.rule].inc()
+            out = Row(alert.account_id, alert.record(now))
+            if alert.severity == fraud.HIGH:
+                yield out
+            else:
+                yield self.tags["medium"], out
+
+    def process_element(self, row, ctx: KeyedProcessFunction.Context):
+        rec = row["rec"]
+        if rec == TXN:
+            txn = {"txn_id": row["txn_id"], "account_id": row["account_id"],
+                   "kind": row["kind"], "amount_cents": row["amount_cents"],
+                   "currency": row["currency"], "event_time_ms": row["event_time_ms"],
+                   "country": row["country"]}
+            found = fraud.large_amount(txn, self.params)
+            if found:
+                yield from self._emit([found])
+            self.pending.add(Row(*(txn[n] for n in PENDING_FIELDS)))
+            ctx.timer_service().register_event_time_timer(self._grid(txn["event_time_ms"]))
+        elif rec == PROFILE:
+            self.profile_versions.inc()
+            self.profiles.put(row["event_time_ms"], Row(row["home_country"], row["risk_tier"]))
+        elif rec == TOMBSTONE:
+            self.profiles.clear()
+        else:
+            self.bad_profiles.inc()
+            yield self.tags["dlq"], Row(None, row["dlq_value"])
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
+        watermark = ctx.timer_service().current_watermark()
+        account = ctx.get_current_key()
+        state = fraud.RuleState([tuple(r) for r in self.recent.get()],
+                                self.silent_until.value())
+        pending = [dict(zip(PENDING_FIELDS, p, strict=True), account_id=account)
+                   for p in self.pending.get()]
+        versions = {k: fraud.Profile(k, v[0], v[1])  # state rows come back unnamed
+                    for k, v in self.profiles.items()}
+        alerts, waiting = fraud.advance(state, pending, versions, watermark, self.window_ms,
+                                        self.params)
+        if len(waiting) < len(pending):
+            if waiting:
+                self.pending.update([Row(*(p[n] for n in PENDING_FIELDS)) for p in waiting])
+            else:
+                self.pending.clear()
+            last = max(p["event_time_ms"] for p in pending
+                       if p["event_time_ms"] <= watermark)
+            ctx.timer_service().register_event_time_timer(
+                self._grid(last + self.params.idle_after_ms(self.window_ms)))
+        for v in fraud.superseded_versions(versions, watermark, self.window_ms):
+            self.profiles.remove(v)
+        if state.recent:
+            self.recent.update([Row(*r) for r in state.recent])
+        else:
+            self.recent.clear()
+        if state.silent_until_ms is None:
+            self.silent_until.clear()
+        else:
+            self.silent_until.update(state.silent_until_ms)
+        yield from self._emit(alerts)
+
+
+# --- wiring --------------------------------------------------------------------------------------
+
+
+def build_pipeline(t_env, transactions: str, accounts: str, sinks: dict[str, str], cfg):
+    """Wire the rules from the raw ``transactions`` and ``accounts`` tables into the ``sinks``
+    tables (by output: high, medium, dlq). Creates no connector; returns the statement set."""
+    routed = create_routed_view(t_env, transactions, cfg)
+    t_env.create_temporary_function("validate_profile", udf(
+        ValidateProfile(rules_of(cfg)),
+        result_type=DataTypes.ROW([DataTypes.FIELD(n, t) for n, t in PROFILE_FIELDS])))
+    fields = ", ".join(f"v.{name} AS {name}" for name, _ in PROFILE_FIELDS)
+    t_env.execute_sql(f"""
+      CREATE TEMPORARY VIEW profiles AS
+      SELECT {fields}, r.`partition` AS src_partition, r.`offset` AS src_offset,
+             r.kafka_ts AS src_timestamp, r.rowtime
+      FROM (SELECT validate_profile(`key`, `value`) AS v, * FROM {accounts}) AS r
+    """)
+    null = "CAST(NULL AS STRING)"
+    dlq = f"""JSON_OBJECT(
+               'error_class' VALUE error_class, 'error' VALUE error, 'raw' VALUE raw_text,
+               'raw_encoding' VALUE raw_encoding, 'source_topic' VALUE '{cfg.topics.accounts}',
+               'source_partition' VALUE src_partition, 'source_offset' VALUE src_offset,
+               'source_timestamp_ms' VALUE {epoch_ms_sql("src_timestamp")})"""
+    # One stream for the keyed operator: accepted on-time transactions, profile versions,
+    # tombstones and bad profiles (one to_data_stream: each would read the topics again).
+    rule_input = t_env.sql_query(f"""
+      SELECT '{TXN}' AS rec, account_id, txn_id, kind, amount_cents, currency, event_time_ms,
+             country, {null} AS home_country, {null} AS risk_tier, {null} AS dlq_value
+      FROM {routed} WHERE outcome = '{semantics.ACCEPTED}' AND NOT late
+      UNION ALL
+      SELECT CASE WHEN error_class IS NOT NULL THEN '{BAD_PROFILE}'
+                  WHEN deleted THEN '{TOMBSTONE}' ELSE '{PROFILE}' END,
+             CASE WHEN error_class IS NOT NULL
+                  THEN CONCAT('#', CAST(src_partition AS STRING)) ELSE account_id END,
+             {null}, {null}, CAST(NULL AS BIGINT), {null}, valid_from_ms, {null},
+             home_country, risk_tier,
+             CASE WHEN error_class IS NOT NULL THEN {dlq} END
+      FROM profiles
+    """)
+    tags = {"medium": OutputTag("medium", SINK_ROW), "dlq": OutputTag("dlq", SINK_ROW)}
+    high = (t_env.to_data_stream(rule_input)
+            .key_by(lambda row: row["account_id"], key_type=Types.STRING())
+            .process(EvaluateRules(cfg.fraud.params(), cfg.event_time.window_ms,
+                                   cfg.fraud.timer_coalesce_ms, tags), output_type=SINK_ROW)
+            .name("evaluate-rules").uid("evaluate-rules"))
+    statements = t_env.create_statement_set()
+    statements.add_insert(sinks["high"], t_env.from_data_stream(high))
+    statements.add_insert(sinks["medium"], t_env.from_data_stream(
+        high.get_side_output(tags["medium"])))
+    statements.add_insert(sinks["dlq"], t_env.from_data_stream(
+        high.get_side_output(tags["dlq"])))
+    return statements
+
+
+def create_sinks(t_env, cfg) -> dict[str, str]:
+    """Two at-least-once alert sinks (one per severity, so high never waits behind medium) and
+    the exactly-once DLQ sink for bad profiles; returns their table names by output."""
+    columns = "key STRING, `value` STRING"
+    now = "'properties.linger.ms' = '0',"  # send each alert at once (Kafka 4 waits 5 ms)
+    for name in ("alerts_high", "alerts_medium"):
+        t_env.execute_sql(sink_ddl(cfg, JOB_NAME, name, cfg.topics.alerts, columns, "key",
+                                   "raw", exactly_once=False, extra=now))
+    t_env.execute_sql(sink_ddl(cfg, JOB_NAME, "profile_dead_letters", cfg.topics.dlq, columns,
+                               "key", "raw"))
+    return {"high": "alerts_high", "medium": "alerts_medium", "dlq": "profile_dead_letters"}
+
+
+def configure_fault_tolerance(env, cfg) -> None:
+    # exactly-once checkpoints keep the keyed state and the DLQ consistent; the alert sinks
+    # are at-least-once by choice (latency), made idempotent by alert_id
+    env.enable_checkpointing(cfg.flink.checkpoint_interval_ms, CheckpointingMode.EXACTLY_ONCE)
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="fraud", description=__doc__.split("\n")[0])
+    p.add_argument("--conf")
+    p.add_argument("--set", action="append", default=[])
+    p.add_argument("--bounded", action="store_true")
+    p.add_argument("--starting-offsets", choices=("earliest", "committed"), default="committed")
+    p.add_argument("--group-id", default=None)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv if argv is not None else sys.argv[1:])
+    cfg = config_mod.load(args.conf, args.set)
+    args.group_id = args.group_id or cfg.fraud.group_id
+    env = StreamExecutionEnvironment.get_execution_environment()
+    configure_fault_tolerance(env, cfg)
+    env.set_buffer_timeout(cfg.fraud.buffer_timeout_ms)
+    t_env = StreamTableEnvironment.create(env)
+    conf = t_env.get_config()
+    conf.set("pipeline.name", JOB_NAME)
+    conf.set("python.execution-mode", cfg.flink.python_execution_mode)
+    conf.set("table.local-time-zone", "UTC")
+    conf.set("table.exec.uid.generation", "ALWAYS")
+    conf.set("table.exec.state.ttl", f"{cfg.contract.dedup_horizon_ms} ms")
+    t_env.execute_sql(source_ddl(cfg, args))
+    t_env.execute_sql(accounts_ddl(cfg, args))
+    sinks = create_sinks(t_env, cfg)
+    statements = build_pipeline(t_env, "raw_transactions", "raw_accounts", sinks, cfg)
+    statements.attach_as_datastream()
+    env.execute(JOB_NAME)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+"""The transaction stream in Flink SQL, shared by the transactions and the fraud job: the raw
+Kafka source with per-partition watermarks, validation (``udfs.contract.validate`` as a Python
+scalar UDF), dedup state and late routing (``udfs.semantics``, written as SQL), and Kafka sinks.
+
+:func:`create_routed_view` leaves a view ``routed``: one row per raw record with its ``outcome``
+(ACCEPTED, DUPLICATE or an error class), the validated fields, its source position, ``rowtime``,
+the watermark at arrival and ``late``. Both jobs therefore decide accepted / duplicate / late
+with the same SQL.
+"""
+
+from __future__ import annotations
+
+from pyflink.common import Row
+from pyflink.table import DataTypes
+from pyflink.table.udf import ScalarFunction, udf
+
+from udfs import semantics
+from udfs.contract import CONFLICTING_DUPLICATE, FIELD_NAMES, Rules, Valid, validate
+
+VALIDATED_FIELDS = [
+    ("error_class", DataTypes.STRING()), ("error", DataTypes.STRING()),
+    ("raw_text", DataTypes.STRING()), ("raw_encoding", DataTypes.STRING()),
+    ("txn_id", DataTypes.STRING()), ("account_id", DataTypes.STRING()),
+    ("merchant_id", DataTypes.STRING()), ("amount_cents", DataTypes.BIGINT()),
+    ("currency", DataTypes.STRING()), ("kind", DataTypes.STRING()),
+    ("event_time_ms", DataTypes.BIGINT()), ("channel", DataTypes.STRING()),
+    ("country", DataTypes.STRING()),
+]
+_NO_TXN = (None,) * len(FIELD_NAMES)
+
+
+class ValidateTransaction(ScalarFunction):
+    """udfs.contract.validate as a SQL function. An invalid record also gets its raw bytes as
+    DLQ text (UTF-8, else base64)."""
+
+    def __init__(self, rules: Rules):
+        self.rules = rules
+
+    def eval(self, value):
+        result = validate(value, self.rules)
+        if isinstance(result, Valid):
+            t = result.txn
+            return Row(None, None, None, None, t["txn_id"], t["account_id"], t["merchant_id"],
+                       t["amount_cents"], t["currency"], t["kind"], t["event_time_ms"],
+                       t["channel"], t["country"])
+        text, encoding = semantics.raw_text(value)
+        return Row(result.error_class, result.error, text, encoding, *_NO_TXN)
+
+
+def sql_interval(ms: int) -> str:
+    """A Flink SQL interval literal for ``ms`` (whole seconds; Flink takes no precision
+    above the default 2 digits, so the unit is chosen to keep the number below 100)."""
+    for unit, size in (("DAY", 86_400_000), ("HOUR", 3_600_000), ("MINUTE", 60_000),
+                       ("SECOND", 1000)):
+        if ms % size == 0 and ms // size < 100:
+            return f"INTERVAL '{ms // size}' {unit}"
+    raise ValueError(f"{ms} ms cannot be written as a Flink SQL interval below 100 of one unit")
+
+
+def epoch_ms_sql(column: str) -> str:
+    """SQL for the epoch milliseconds of a TIMESTAMP_LTZ(3) (Flink casts it to no number);
+    the job's session time zone is UTC."""
+    return (f"(UNIX_TIMESTAMP(DATE_FORMAT({column}, 'yyyy-MM-dd HH:mm:ss')) * 1000"
+            f" + CAST(DATE_FORMAT({column}, 'SSS') AS BIGINT))")
+
+
+def source_ddl(cfg, args) -> str:
+    """The raw Kafka table. Event time comes from JSON with the type and range checked in SQL
+    (JSON_QUERY keeps JSON types apart, JSON_VALUE does not)."""
+    et = cfg.event_time
+    lo, hi = cfg.contract.min_event_time_ms, cfg.contract.max_event_time_ms
+    bounded = "'scan.bounded.mode' = 'latest-offset'," if args.bounded else ""
+    startup = ("'scan.startup.mode' = 'earliest-offset',"
+               if args.starting_offsets == "earliest" else
+               "'scan.startup.mode' = 'group-offsets', "
+               "'properties.auto.offset.reset' = 'earliest',")
+    # '[1767225600000]' for a JSON integer, '["..."]' for a string: the type is kept apart
+    event_time = (
+        "CAST(REGEXP_EXTRACT(JSON_QUERY(CAST(`value` AS STRING), '$.event_time_ms' "
+        "WITH CONDITIONAL ARRAY WRAPPER), '^\\[([0-9]{1,13})\\]$', 1) AS BIGINT)"
+    )
+    return f"""
+    CREATE TEMPORARY TABLE raw_transactions (
+      `value` BYTES,
+      `partition` INT METADATA VIRTUAL,
+      `offset` BIGINT METADATA VIRTUAL,
+      `kafka_ts` TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
+      -- processing order, the order in which dedup decides which copy came first
+      `proctime` AS PROCTIME(),
+      -- computed columns cannot refer to each other, so the extraction appears twice
+      `rowtime` AS TO_TIMESTAMP_LTZ(
+          CASE WHEN {event_time} BETWEEN {lo} AND {hi - 1} THEN {event_time} ELSE 0 END, 3),
+      WATERMARK FOR `rowtime` AS `rowtime` - {sql_interval(et.out_of_orderness_ms)}
+    ) WITH (
+      'connector' = 'kafka',
+      'topic' = '{cfg.topics.transactions}',
+      'properties.bootstrap.servers' = '{cfg.kafka.bootstrap}',
+      'properties.group.id' = '{args.group_id}',
+      'properties.isolation.level' = 'read_committed',
+      {startup}
+      {bounded}
+      'scan.watermark.idle-timeout' = '{et.idleness_ms} ms',
+      'format' = 'raw'
+    )
+    """
+
+
+def sink_ddl(cfg, job_name: str, name: str, topic: str, columns: str, key_field: str,
+             value_format: str, exactly_once: bool = True, extra: str = "") -> str:
+    """A Kafka sink table. Exactly-once: transactional, committed on checkpoints (readers use
+    read_committed); otherwise at-least-once, each record sent at once."""
+    guarantee = ("'sink.delivery-guarantee' = 'exactly-once', "
+                 f"'sink.transactional-id-prefix' = '{job_name}-{name}',"
+                 if exactly_once else "'sink.delivery-guarantee' = 'at-least-once',")
+    key = (f"'key.format' = 'raw', 'key.fields' = '{key_field}', "
+           "'value.fields-include' = 'EXCEPT_KEY',")
+    return f"""
+    CREATE TEMPORARY TABLE {name} ({columns}) WITH (
+      'connector' = 'kafka',
+      'topic' = '{topic}',
+      'properties.bootstrap.servers' = '{cfg.kafka.bootstrap}',
+      -- below the broker's transaction.max.timeout.ms; outlives any checkpoint
+      'properties.transaction.timeout.ms' = '900000',
+      {guarantee}
+      {extra}
+      {key}
+      'value.format' = '{value_format}'
+    )
+    """
+
+
+def rules_of(cfg) -> Rules:
+    c = cfg.contract
+    return Rules(currencies=c.currencies, max_value_bytes=c.max_value_bytes,
+                 min_amount_cents=c.min_amount_cents, max_amount_cents=c.max_amount_cents,
+                 min_event_time_ms=c.min_event_time_ms, max_event_time_ms=c.max_event_time_ms)
+
+
+def create_routed_view(t_env, source: str, cfg) -> str:
+    """Register ``validate_txn`` and the views ``validated``, ``seen`` and ``routed`` over the
+    raw ``source`` table; returns "routed"."""
+    et, w = cfg.event_time, cfg.event_time.window_ms
+    fn = t_env.create_temporary_function
+    fn("validate_txn", udf(ValidateTransaction(rules_of(cfg)), result_type=DataTypes.ROW(
+        [DataTypes.FIELD(n, t) for n, t in VALIDATED_FIELDS])))
+
+    fields = ", ".join(f"v.{name} AS {name}" for name, _ in VALIDATED_FIELDS)
+    t_env.execute_sql(f"""
+      CREATE TEMPORARY VIEW validated AS
+      SELECT {fields}, r.`value` AS raw_value, r.`partition` AS src_partition,
+             r.`offset` AS src_offset, r.kafka_ts AS src_timestamp,
+             r.rowtime, r.proctime
+      FROM (SELECT validate_txn(`value`) AS v, * FROM {source}) AS r
+    """)
+    # Dedup state, in SQL: per txn_id the count of valid copies so far (processing order) and
+    # the first one's fingerprint and event time. Invalid records are keyed by their source
+    # partition ('#' is in no txn_id), so they share a handful of keys and hold no state.
+    fingerprint = f"CONCAT_WS('{semantics.FINGERPRINT_SEPARATOR}', " + ", ".join(
+        f"CAST({n} AS STRING)" if n in ("amount_cents", "event_time_ms") else n
+        for n in FIELD_NAMES) + ")"
+    t_env.execute_sql(f"""
+      CREATE TEMPORARY VIEW seen AS
+      SELECT *, COUNT(*) OVER w AS copies, FIRST_VALUE(fingerprint) OVER w AS first_fingerprint,
+             FIRST_VALUE(event_time_ms) OVER w AS first_event_time_ms
+      FROM (SELECT *,
+                   CASE WHEN error_class IS NULL THEN txn_id
+                        ELSE CONCAT('#', CAST(src_partition AS STRING)) END AS dedup_key,
+                   CASE WHEN error_class IS NULL THEN {fingerprint} END AS fingerprint
+            FROM validated)
+      WINDOW w AS (PARTITION BY dedup_key ORDER BY proctime
+                   ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+    """)
+    # udfs.semantics.dedup_decision and is_late, as SQL
+    horizon = cfg.contract.dedup_horizon_ms
+    window_start = f"(event_time_ms - MOD(event_time_ms, {w}))"
+    t_env.execute_sql(f"""
+      CREATE TEMPORARY VIEW routed AS
+      SELECT *,
+             CASE WHEN outcome = '{semantics.ACCEPTED}' AND arrival_watermark IS NOT NULL
+                       AND TO_TIMESTAMP_LTZ({window_start} + {w - 1 + et.allowed_lateness_ms},
+                                            3) <= arrival_watermark
+                  THEN TRUE ELSE FALSE END AS late
+      FROM (SELECT *,
+                   CASE WHEN error_class IS NOT NULL THEN error_class
+                        WHEN copies = 1
+                          OR ABS(event_time_ms - first_event_time_ms) >= {horizon}
+                          THEN '{semantics.ACCEPTED}'
+                        WHEN fingerprint = first_fingerprint THEN '{semantics.DUPLICATE}'
+                        ELSE '{CONFLICTING_DUPLICATE}' END AS outcome,
+                   CURRENT_WATERMARK(rowtime) AS arrival_watermark
+            FROM seen)
+    """)
+    return "routed"

@@ -1,0 +1,352 @@
+"""The fraud job on the real broker and cluster (`payline submit fraud`).
+
+1. A fixed, hand-written data set: every rule at and just past its thresholds, profile versions
+   switching at ``valid_from_ms``, ties in event time, a retry, a conflicting copy, bad
+   records and bad profiles. The expected alerts are derived here from the contract's wording
+   with brute-force loops; nothing of udfs/ or the job computes them.
+2. Generated traffic with a TaskManager killed mid-run, and the same traffic with a
+   stop-with-savepoint and a restore into a new job: the distinct alert ids equal those of
+   the batch replay (``udfs.fraud.alerts_of``), which test 1 ties to the contract.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import signal
+import time
+import urllib.request
+from collections import defaultdict
+
+import pytest
+
+from payline import generator, stack
+from payline.generator import producer
+from udfs import contract, fraud, semantics
+
+from .conftest import payline, wait_for
+from .kafka_io import account_on, create_topic, read_all
+
+pytestmark = pytest.mark.integration
+
+T0 = 1767225600000  # 2026-01-01T00:00:00Z
+DAY = 86_400_000
+
+
+def topics_of(prefix: str) -> dict[str, str]:
+    return {k: f"{prefix}.{k}" for k in ("transactions", "accounts", "alerts", "dlq")}
+
+
+def enc(obj) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+_n = iter(range(10**6))
+
+
+def txn(account, t, amount=1000, kind="purchase", country="DE", txn_id=None):
+    return {"txn_id": txn_id or f"t-{account}-{next(_n):04d}", "account_id": account,
+            "merchant_id": "m-1", "amount_cents": amount, "currency": "EUR", "kind": kind,
+            "event_time_ms": T0 + t, "channel": "web", "country": country}
+
+
+def profile(account, home, tier, valid_from_ms):
+    return {"account_id": account, "home_country": home, "risk_tier": tier,
+            "valid_from_ms": valid_from_ms}
+
+
+# --- the fixed data set --------------------------------------------------------------------------
+
+H1, H2 = account_on(0, "h1"), account_on(1, "h2")
+PROFILES = [  # (key, value, expected DLQ class or None)
+    (H1, enc(profile(H1, "DE", "high", T0 - DAY)), None),
+    (H1, enc(profile(H1, "DE", "low", T0 + 30000)), None),
+    (H2, enc(profile(H2, "FR", "high", T0 + 20000)), None),
+    ("acct-bad", enc(profile("acct-bad", "DE", "extreme", T0)), "INVALID_VALUE"),
+    ("acct-bad2", b"not json", "MALFORMED"),
+    ("acct-x", enc(profile("acct-y", "DE", "low", T0)), "INVALID_VALUE"),
+    ("acct-z", enc({"account_id": "acct-z", "home_country": "DE", "risk_tier": "low"}),
+     "SCHEMA_VIOLATION"),
+]
+
+VELOCITY_TXNS = [txn("acct-v", 1000 + i * 6000) for i in range(10)]  # 10th at 55 s fires
+NEAR_VELOCITY = ([txn("acct-v2", 0)] + [txn("acct-v2", 50000 + i) for i in range(8)]
+                 + [txn("acct-v2", 60000)])  # the one at 0 is exactly 60 s before: 9 in window
+L1 = txn("acct-l1", 4000, 1_000_000)
+L2 = txn("acct-l2", 4000, 999_999)
+VALID = (
+    VELOCITY_TXNS + [txn("acct-v", 58000), txn("acct-v", 115001)] + NEAR_VELOCITY
+    + [txn("acct-s1", 2000, 99), txn("acct-s1", 62000, 50000),      # gap exactly 60 s
+       txn("acct-s2", 2000, 100), txn("acct-s2", 3000, 50000),      # not small
+       txn("acct-s3", 2000, 99), txn("acct-s3", 3000, 49999),       # not large
+       txn("acct-s4", 2000, 99), txn("acct-s4", 62001, 50000),      # 1 ms too far
+       L1, L2,
+       txn(H1, 10000, country="FR"), txn(H1, 11000, country="DE"),
+       txn(H1, 29999, country="FR"), txn(H1, 30000, country="FR"),  # v2 (low) from 30 s
+       txn(H2, 19999, country="DE"), txn(H2, 20000, country="DE"),  # H2's profile from 20 s
+       # ties at 5 s: the large one arrives first; order by txn_id decides
+       txn("acct-tie", 5000, 60000, txn_id="tie-a"), txn("acct-tie", 5000, 50, txn_id="tie-b"),
+       txn("acct-tie2", 5000, 60000, txn_id="tie2-b"),
+       txn("acct-tie2", 5000, 50, txn_id="tie2-a")]
+)
+EXTRA = [  # (key, value, outcome), sent right after the copy they refer to
+    (L1["account_id"], enc(L1), "duplicate"),
+    (L2["account_id"], enc({**L2, "amount_cents": 1_000_000}), "CONFLICTING_DUPLICATE"),
+    ("acct-l1", enc({**L1, "txn_id": "t-bad", "amount_cents": "lots"}), "SCHEMA_VIOLATION"),
+]
+
+
+def dataset() -> list[tuple[str, bytes]]:
+    """Transactions in arrival order: by event time (stable, so the ties keep their list
+    order), each extra record right after L1/L2."""
+    out = []
+    for t in sorted(VALID, key=lambda t: t["event_time_ms"]):
+        out.append((t["account_id"], enc(t)))
+        if t is L2:
+            out += [(k, v) for k, v, _ in EXTRA]
+    return out
+
+
+def aid(rule, ids) -> str:
+    return hashlib.sha256(f"{rule}|{','.join(ids)}".encode()).hexdigest()[:32]
+
+
+def expected_alerts() -> dict[str, tuple]:
+    """alert_id -> (rule, severity, account, txn_ids, event_time_ms), from the contract's
+    wording, by brute force over the accepted transactions (VALID: the extras add none)."""
+    out = {}
+
+    def add(rule, severity, account, ids, t):
+        out[aid(rule, ids)] = (rule, severity, account, list(ids), t)
+
+    by_account = defaultdict(list)
+    for t in VALID:
+        by_account[t["account_id"]].append(t)
+        if t["amount_cents"] >= 1_000_000:
+            add("LARGE_AMOUNT", "high", t["account_id"], [t["txn_id"]], t["event_time_ms"])
+    versions = defaultdict(list)
+    for key, value, bad in PROFILES:
+        if bad is None:
+            p = json.loads(value)
+            versions[key].append(p)
+    for account, txns in by_account.items():
+        seq = sorted(txns, key=lambda t: (t["event_time_ms"], t["txn_id"]))
+        quiet_until = None
+        for i, t in enumerate(seq):
+            now = t["event_time_ms"]
+            before = seq[:i]
+            if t["kind"] == "purchase" and t["amount_cents"] >= 50000:
+                smalls = [s for s in before if s["kind"] == "purchase"
+                          and s["amount_cents"] < 100 and now - s["event_time_ms"] <= 60000]
+                if smalls:
+                    add("SMALL_THEN_LARGE", "high", account,
+                        [smalls[-1]["txn_id"], t["txn_id"]], now)
+            applying = [p for p in versions[account] if p["valid_from_ms"] <= now]
+            if applying:
+                p = max(applying, key=lambda p: p["valid_from_ms"])
+                if p["risk_tier"] == "high" and t["country"] != p["home_country"]:
+                    add("FOREIGN_HIGH_RISK", "high", account, [t["txn_id"]], now)
+            window = [s for s in seq[:i + 1] if now - 60000 < s["event_time_ms"] <= now]
+            if len(window) >= 10 and (quiet_until is None or now >= quiet_until):
+                add("VELOCITY", "medium", account, [s["txn_id"] for s in window], now)
+                quiet_until = now + 60000
+    return out
+
+
+# --- running the job -----------------------------------------------------------------------------
+
+
+def rest(cfg, path, method="GET", body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(f"{cfg.flink.rest_url}{path}", data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read() or b"{}")
+
+
+def produce(cfg, topic, records) -> None:
+    prod = producer(cfg.kafka.bootstrap)
+    for key, value in records:
+        prod.produce(topic, key=key.encode(), value=value)
+        prod.flush(30)  # one at a time: arrival order is the list's order
+
+
+def submit(stack_conf, cfg, topics, group, *extra) -> str:
+    payline(stack_conf, "up")
+    for name in topics.values():
+        create_topic(cfg, name, 3)
+    overrides = [f"--set=topics.{k}={v}" for k, v in topics.items()]
+    out = payline(stack_conf, *overrides, "submit", "fraud", "--starting-offsets", "earliest",
+                  "--group-id", group, *extra).stdout
+    return re.search(r"job id ([0-9a-f]{32})", out).group(1)
+
+
+def alerts_in(cfg, topic) -> list[dict]:
+    return [json.loads(r.value) for r in read_all(cfg, topic)]
+
+
+def test_alerts_equal_the_independently_computed_ones(stack_conf, stack_cfg):
+    cfg, topics = stack_cfg, topics_of("it.fraud")
+    payline(stack_conf, "up")
+    for name in topics.values():
+        create_topic(cfg, name, 3)
+    produce(cfg, topics["accounts"], [(k, v) for k, v, _ in PROFILES])
+    produce(cfg, topics["transactions"], dataset())
+    # bounded: reads to the current end, and the end of input moves the watermark past all
+    submit(stack_conf, cfg, topics, "it-fraud", "--bounded", "--attached")
+
+    alerts = alerts_in(cfg, topics["alerts"])
+    got = {a["alert_id"]: (a["rule"], a["severity"], a["account_id"], a["txn_ids"],
+                           a["event_time_ms"]) for a in alerts}
+    want = expected_alerts()
+    assert got == want
+    assert {r for r, *_ in want.values()} == set(fraud.RULES)  # every rule is exercised
+    for a in alerts:
+        assert set(a) == set(fraud.ALERT_FIELDS)
+        assert a["detected_at_ms"] > T0
+    details = {a["rule"]: a["details"] for a in alerts}
+    assert details["LARGE_AMOUNT"] == {"amount_cents": 1_000_000, "currency": "EUR",
+                                       "threshold_cents": 1_000_000}
+    assert details["SMALL_THEN_LARGE"] in (
+        {"small_amount_cents": 99, "large_amount_cents": 50000, "gap_ms": 60000},
+        {"small_amount_cents": 50, "large_amount_cents": 60000, "gap_ms": 0})
+
+    # bad profiles: in the DLQ with their class and source position, nothing else there
+    dlq = [json.loads(r.value) for r in read_all(cfg, topics["dlq"])]
+    assert sorted(d["error_class"] for d in dlq) == sorted(
+        bad for _, _, bad in PROFILES if bad)
+    assert {d["source_topic"] for d in dlq} == {topics["accounts"]}
+    assert all(d["error"] and d["raw"] for d in dlq)
+
+
+# --- generated traffic: crash and savepoint ----------------------------------------------------
+
+GEN = generator.Options(seed=11, count=3000, accounts=40, late_fraction=0.0,
+                        large_amount_fraction=0.01, high_risk_account_fraction=0.3)
+
+
+def generated(topics) -> tuple[list, list]:
+    """The generator's records for ``topics``, split in two halves (profiles first)."""
+    opts = generator.Options(**{**GEN.__dict__, "txn_topic": topics["transactions"],
+                                "accounts_topic": topics["accounts"]})
+    records = list(generator.plan(opts))
+    half = len(records) // 2
+    return records[:half], records[half:]
+
+
+def flush_records(topics) -> list:
+    """One transaction per partition 10 minutes after everything else: the watermark then
+    passes every generated transaction (no alert: single, small, unknown accounts)."""
+    last = T0 + 3_600_000
+    return [generator.Record(0, topics["transactions"], account_on(p, "flush").encode(),
+                             enc(txn(account_on(p, "flush"), last - T0 + p)), "flush", 0.0)
+            for p in range(3)]
+
+
+def send_records(cfg, records) -> None:
+    prod = producer(cfg.kafka.bootstrap)
+    for r in records:
+        prod.produce(r.topic, key=r.key, value=r.value)
+        prod.poll(0)
+    assert prod.flush(60) == 0
+
+
+def reference_alert_ids(records) -> set[str]:
+    """The batch replay: validation and dedup in (partition, offset) order = send order per
+    key, then udfs.fraud.alerts_of."""
+    profiles, first, accepted = defaultdict(dict), {}, []
+    for r in records:
+        if r.topic.endswith("accounts"):
+            p = contract.validate_profile(r.value, r.key)
+            if isinstance(p, contract.ValidProfile):
+                v = p.profile
+                profiles[v["account_id"]][v["valid_from_ms"]] = fraud.Profile(
+                    v["valid_from_ms"], v["home_country"], v["risk_tier"])
+            continue
+        v = contract.validate(r.value)
+        if not v.ok:
+            continue
+        t = v.txn
+        seen = first.setdefault(t["txn_id"], None)
+        if seen is None:
+            first[t["txn_id"]] = (semantics.fingerprint(t), t["event_time_ms"])
+        if semantics.dedup_decision(seen, t, DAY) == semantics.ACCEPTED:
+            accepted.append(t)
+    return {a.alert_id for a in fraud.alerts_of(accepted, profiles)}
+
+
+def wait_for_alerts(cfg, topic, want: set[str], timeout_s=240) -> set[str]:
+    got: set[str] = set()
+
+    def complete():
+        got.clear()
+        got.update(a["alert_id"] for a in alerts_in(cfg, topic))
+        return want <= got
+
+    try:
+        wait_for(complete, timeout_s, "every expected alert", every_s=3)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {len(want - got)} of {len(want)} missing") from None
+    time.sleep(3)  # anything extra would show now
+    return {a["alert_id"] for a in alerts_in(cfg, topic)}
+
+
+def completed_checkpoints(cfg, job_id) -> int:
+    return rest(cfg, f"/jobs/{job_id}/checkpoints")["counts"]["completed"]
+
+
+def test_a_taskmanager_killed_mid_run_loses_no_alert(stack_conf, stack_cfg):
+    cfg, topics = stack_cfg, topics_of("it.fraud-crash")
+    first, second = generated(topics)
+    want = reference_alert_ids(first + second)
+    assert len(want) > 50
+    job_id = submit(stack_conf, cfg, topics, "it-fraud-crash")
+    try:
+        send_records(cfg, first)
+        seen = completed_checkpoints(cfg, job_id)
+        wait_for(lambda: completed_checkpoints(cfg, job_id) >= seen + 2, 60, "two checkpoints")
+        assert alerts_in(cfg, topics["alerts"]), "no alert before the kill"
+        for pid in stack.flink_pids(cfg)["taskmanager"]:
+            os.kill(pid, signal.SIGKILL)
+        send_records(cfg, second + flush_records(topics))
+        stack.taskmanager_start(cfg, log=lambda _: None)
+        assert wait_for_alerts(cfg, topics["alerts"], want) == want
+        restarts = rest(cfg, f"/jobs/{job_id}/exceptions")["exceptionHistory"]["entries"]
+        assert restarts, "the job never noticed the kill"
+    finally:
+        rest(cfg, f"/jobs/{job_id}?mode=cancel", method="PATCH")
+
+
+def test_a_savepoint_restored_into_a_new_job_gives_the_uninterrupted_alerts(stack_conf,
+                                                                            stack_cfg):
+    cfg, topics = stack_cfg, topics_of("it.fraud-savepoint")
+    first, second = generated(topics)
+    want = reference_alert_ids(first + second)
+    job_id = submit(stack_conf, cfg, topics, "it-fraud-savepoint")
+    send_records(cfg, first)
+    seen = completed_checkpoints(cfg, job_id)
+    wait_for(lambda: completed_checkpoints(cfg, job_id) >= seen + 1, 60, "a checkpoint")
+    before = {a["alert_id"] for a in alerts_in(cfg, topics["alerts"])}
+    assert before and before < want  # mid-stream: some alerts out, others still to come
+
+    target = cfg.paths.checkpoints_dir / "it-fraud-savepoints"
+    trigger = rest(cfg, f"/jobs/{job_id}/stop", "POST",
+                   {"targetDirectory": str(target), "drain": False})["request-id"]
+    status = wait_for(lambda: (lambda s: s["status"]["id"] == "COMPLETED" and s)(
+        rest(cfg, f"/jobs/{job_id}/savepoints/{trigger}")), 120, "the savepoint")
+    savepoint = status["operation"]["location"]
+    assert rest(cfg, f"/jobs/{job_id}")["state"] == "FINISHED"
+
+    send_records(cfg, second + flush_records(topics))
+    new_job = submit(stack_conf, cfg, topics, "it-fraud-savepoint",
+                     "--from-savepoint", savepoint)
+    try:
+        assert wait_for_alerts(cfg, topics["alerts"], want) == want
+        # restored, not recomputed from scratch: the new job started from the savepoint
+        restored = rest(cfg, f"/jobs/{new_job}/checkpoints")["latest"]["restored"]
+        assert restored and restored["external_path"].rstrip("/").endswith(
+            savepoint.rstrip("/").rsplit("/", 1)[-1])
+    finally:
+        rest(cfg, f"/jobs/{new_job}?mode=cancel", method="PATCH")
