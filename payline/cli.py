@@ -245,16 +245,17 @@ def _running_job(cfg: Config, name: str) -> str | None:
 
 
 def cmd_demo(cfg: Config, args) -> int:
-    from jobs.streaming import TRANSACTIONS_JOB_NAME
+    from jobs.streaming import FRAUD_JOB_NAME, TRANSACTIONS_JOB_NAME
     from payline import archiver, generator, stack, topics
 
     stack.up(cfg)
     stack.archiver_up(cfg, _cli_args(args))
-    job_id = _running_job(cfg, TRANSACTIONS_JOB_NAME)
-    if job_id:
-        print(f"transactions job already running ({job_id})")
-    else:
-        cmd_submit(cfg, argparse.Namespace(job="transactions", conf=args.conf, set=args.set,
+    for job, name in (("transactions", TRANSACTIONS_JOB_NAME), ("fraud", FRAUD_JOB_NAME)):
+        job_id = _running_job(cfg, name)
+        if job_id:
+            print(f"{job} job already running ({job_id})")
+            continue
+        cmd_submit(cfg, argparse.Namespace(job=job, conf=args.conf, set=args.set,
                                            bounded=False, starting_offsets=None,
                                            group_id=None, from_savepoint=None,
                                            attached=False))
@@ -275,6 +276,10 @@ def cmd_demo(cfg: Config, args) -> int:
         name = getattr(cfg.topics, key)
         print(f"  {name:<30} {len(topics.read_topic(cfg, name)):>8} records")
     print("  (windows still open wait for later traffic to move the watermark past them)")
+    alerts = [json.loads(r.value) for r in topics.read_topic(cfg, cfg.topics.alerts)]
+    by_rule = Counter(a["rule"] for a in {a["alert_id"]: a for a in alerts}.values())
+    print(f"alerts (at-least-once; distinct by alert_id) on {cfg.topics.alerts}: "
+          + (", ".join(f"{rule} {n}" for rule, n in sorted(by_rule.items())) or "none"))
     print()
     by_topic = Counter(archiver.read_lake(cfg).column("topic").to_pylist())
     print(f"raw log (Parquet, exactly once per topic/partition/offset): {cfg.paths.raw_dir}")

@@ -184,7 +184,7 @@ class Fraud:
     large_purchase_cents: int = _int(1, None)
     small_then_large_ms: int = _int(0, None)
     # the job
-    timer_coalesce_ms: int = _int(1, 60_000)
+    timer_coalesce_ms: int = _int(2, 60_000)
     buffer_timeout_ms: int = _int(0, 10_000)
     group_id: str = _str()
 

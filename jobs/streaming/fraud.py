@@ -28,12 +28,15 @@ record or timer, and they leave through their own Kafka sink (own producer, own 
 burst of VELOCITY alerts fills only the medium sink's queue.
 
 Keyed state per account (typed, no pickles), and its way out:
-  ``pending``    transactions waiting for the watermark   -> drained by their timer
-  ``recent``, ``silent_until``  the ordered rules' memory -> emptied by an idle timer
-                 (``FraudParams.idle_after_ms``) once no on-time transaction can reach it
-  ``profiles``   profile versions (reference data)       -> superseded versions dropped on
-                 timers; the current one stays until a newer one or a tombstone, as on the
-                 compacted topic itself
+  ``pending``  transactions waiting for the watermark     -> drained by their rule timer
+  ``account``  one value: the ordered rules' memory (the last look-back of transactions, the
+               VELOCITY silence) and the profile versions
+               -> the memory is emptied by an idle timer (``FraudParams.idle_after_ms`` after
+                  the last transaction) once no on-time transaction can reach it; superseded
+                  profile versions are dropped on every timer; the current one stays until a
+                  newer one or a tombstone, as on the compacted topic itself
+Python state access is the hot path, so the rules' memory is one value (one read, one write
+per timer) and rule timers sit on a grid (``fraud.timer_coalesce_ms``).
 
 Submit (``payline submit fraud`` wraps this):
 
@@ -57,7 +60,7 @@ from pyflink.datastream import (
     RuntimeContext,
     StreamExecutionEnvironment,
 )
-from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor
+from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
 from pyflink.table import DataTypes, StreamTableEnvironment
 from pyflink.table.udf import ScalarFunction, udf
 
@@ -65,9 +68,12 @@ from jobs.streaming import FRAUD_JOB_NAME
 from jobs.streaming.txn_sql import (
     create_routed_view,
     epoch_ms_sql,
+    json_epoch_ms_sql,
+    rowtime_sql,
     rules_of,
     sink_ddl,
     source_ddl,
+    sql_interval,
 )
 from payline import config as config_mod
 from udfs import fraud, semantics
@@ -107,14 +113,15 @@ class ValidateProfile(ScalarFunction):
                    p["risk_tier"], p["valid_from_ms"])
 
 
-END_OF_TIME_MS = 4102444799999
-
-
 def accounts_ddl(cfg, args) -> str:
     """The raw accounts table, read whole from the earliest offset (a compacted reference
-    topic). Its records carry the end of time as row time and watermark: the reference stream
-    never holds back the transactions' watermark, which alone decides when rules fire."""
+    topic). Its row time is the profile's valid_from_ms, with the transactions' watermark
+    rules: until the topic has been read to its end and has gone idle, its watermark holds
+    the transactions' back, so no rule runs before the profiles it needs are in. Later
+    updates never hold it back (an idle input that wakes up behind the watermark does not
+    count until it catches up)."""
     bounded = "'scan.bounded.mode' = 'latest-offset'," if args.bounded else ""
+    valid_from = json_epoch_ms_sql("valid_from_ms")
     return f"""
     CREATE TEMPORARY TABLE raw_accounts (
       `key` BYTES,
@@ -122,8 +129,8 @@ def accounts_ddl(cfg, args) -> str:
       `partition` INT METADATA VIRTUAL,
       `offset` BIGINT METADATA VIRTUAL,
       `kafka_ts` TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
-      `rowtime` AS TO_TIMESTAMP_LTZ(CAST({END_OF_TIME_MS} AS BIGINT), 3),
-      WATERMARK FOR `rowtime` AS `rowtime`
+      `rowtime` AS {rowtime_sql(valid_from, cfg)},
+      WATERMARK FOR `rowtime` AS `rowtime` - {sql_interval(cfg.event_time.out_of_orderness_ms)}
     ) WITH (
       'connector' = 'kafka',
       'topic' = '{cfg.topics.accounts}',
@@ -151,9 +158,17 @@ PENDING_ROW = Types.ROW_NAMED(
      Types.STRING()])
 RECENT_ROW = Types.ROW_NAMED(["event_time_ms", "txn_id", "kind", "amount_cents"],
                              [Types.LONG(), Types.STRING(), Types.STRING(), Types.LONG()])
-PROFILE_ROW = Types.ROW_NAMED(["home_country", "risk_tier"], [Types.STRING(), Types.STRING()])
+VERSION_ROW = Types.ROW_NAMED(["valid_from_ms", "home_country", "risk_tier"],
+                              [Types.LONG(), Types.STRING(), Types.STRING()])
+# Everything an account's rules remember, in one value: one read and one write per timer
+# instead of one per piece (Python state access is the job's hot path).
+ACCOUNT_ROW = Types.ROW_NAMED(["silent_until_ms", "recent", "profiles"],
+                              [Types.LONG(), Types.LIST(RECENT_ROW), Types.LIST(VERSION_ROW)])
 
 TXN, PROFILE, TOMBSTONE, BAD_PROFILE = "T", "P", "X", "D"
+# the columns of the operator's input, in order (build_pipeline's rule_input)
+RULE_INPUT = ("rec", "account_id", "txn_id", "kind", "amount_cents", "currency",
+              "event_time_ms", "country", "home_country", "risk_tier", "dlq_value")
 
 
 class EvaluateRules(KeyedProcessFunction):
@@ -170,12 +185,9 @@ class EvaluateRules(KeyedProcessFunction):
         self.clock = clock
 
     def open(self, runtime_context: RuntimeContext):
-        get = runtime_context
-        self.pending = get.get_list_state(ListStateDescriptor("pending", PENDING_ROW))
-        self.recent = get.get_list_state(ListStateDescriptor("recent", RECENT_ROW))
-        self.silent_until = get.get_state(ValueStateDescriptor("silent_until", Types.LONG()))
-        self.profiles = get.get_map_state(
-            MapStateDescriptor("profiles", Types.LONG(), PROFILE_ROW))
+        self.pending = runtime_context.get_list_state(
+            ListStateDescriptor("pending", PENDING_ROW))
+        self.account = runtime_context.get_state(ValueStateDescriptor("account", ACCOUNT_ROW))
         group = runtime_context.get_metrics_group().add_group("payline")
         self.alerts = {rule: group.add_group("rule", rule).counter("alerts")
                        for rule in fraud.RULES}
@@ -183,8 +195,31 @@ class EvaluateRules(KeyedProcessFunction):
         self.bad_profiles = group.counter("bad_profiles")
 
     def _grid(self, t: int) -> int:
+        """Rule timers sit on the coalescing grid; idle timers 1 ms after it, which tells
+        them apart."""
         g = self.coalesce_ms
         return -(-t // g) * g
+
+    def _arm_idle_timer(self, ctx, watermark: int) -> None:
+        # the memory of transactions up to the watermark is gone idle_after_ms later; one
+        # still newer re-arms the timer when it fires
+        ctx.timer_service().register_event_time_timer(
+            self._grid(watermark + self.params.idle_after_ms(self.window_ms)) + 1)
+
+    def _load(self) -> tuple[fraud.RuleState, dict[int, fraud.Profile]]:
+        acc = self.account.value()
+        if acc is None:
+            return fraud.RuleState(), {}
+        return (fraud.RuleState([tuple(r) for r in acc[1]], acc[0]),
+                {v[0]: fraud.Profile(*v) for v in acc[2]})
+
+    def _store(self, state: fraud.RuleState, versions: dict[int, fraud.Profile]) -> None:
+        if state.is_empty() and not versions:
+            self.account.clear()
+            return
+        self.account.update(Row(
+            state.silent_until_ms, [Row(*r) for r in state.recent],
+            [Row(v.valid_from_ms, v.home_country, v.risk_tier) for v in versions.values()]))
 
     def _emit(self, alerts):
         now = int(self.clock() * 1000)
@@ -197,56 +232,54 @@ class EvaluateRules(KeyedProcessFunction):
                 yield self.tags["medium"], out
 
     def process_element(self, row, ctx: KeyedProcessFunction.Context):
-        rec = row["rec"]
+        # positional access (RULE_INPUT order): a Row looks names up one by one
+        rec = row[0]
         if rec == TXN:
-            txn = {"txn_id": row["txn_id"], "account_id": row["account_id"],
-                   "kind": row["kind"], "amount_cents": row["amount_cents"],
-                   "currency": row["currency"], "event_time_ms": row["event_time_ms"],
-                   "country": row["country"]}
-            found = fraud.large_amount(txn, self.params)
-            if found:
-                yield from self._emit([found])
-            self.pending.add(Row(*(txn[n] for n in PENDING_FIELDS)))
-            ctx.timer_service().register_event_time_timer(self._grid(txn["event_time_ms"]))
+            txn_id, kind, amount, currency, t, country = row[2:8]
+            if amount >= self.params.large_amount_cents:
+                yield from self._emit([fraud.large_amount(
+                    {"txn_id": txn_id, "account_id": row[1], "amount_cents": amount,
+                     "currency": currency, "event_time_ms": t}, self.params)])
+            self.pending.add(Row(txn_id, kind, amount, currency, t, country))
+            ctx.timer_service().register_event_time_timer(self._grid(t))
         elif rec == PROFILE:
             self.profile_versions.inc()
-            self.profiles.put(row["event_time_ms"], Row(row["home_country"], row["risk_tier"]))
+            state, versions = self._load()
+            versions[row[6]] = fraud.Profile(row[6], row[8], row[9])
+            self._store(state, versions)
         elif rec == TOMBSTONE:
-            self.profiles.clear()
+            state, _ = self._load()
+            self._store(state, {})
         else:
             self.bad_profiles.inc()
-            yield self.tags["dlq"], Row(None, row["dlq_value"])
+            yield self.tags["dlq"], Row(None, row[10])
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
         watermark = ctx.timer_service().current_watermark()
-        account = ctx.get_current_key()
-        state = fraud.RuleState([tuple(r) for r in self.recent.get()],
-                                self.silent_until.value())
-        pending = [dict(zip(PENDING_FIELDS, p, strict=True), account_id=account)
-                   for p in self.pending.get()]
-        versions = {k: fraud.Profile(k, v[0], v[1])  # state rows come back unnamed
-                    for k, v in self.profiles.items()}
-        alerts, waiting = fraud.advance(state, pending, versions, watermark, self.window_ms,
-                                        self.params)
-        if len(waiting) < len(pending):
-            if waiting:
-                self.pending.update([Row(*(p[n] for n in PENDING_FIELDS)) for p in waiting])
-            else:
-                self.pending.clear()
-            last = max(p["event_time_ms"] for p in pending
-                       if p["event_time_ms"] <= watermark)
-            ctx.timer_service().register_event_time_timer(
-                self._grid(last + self.params.idle_after_ms(self.window_ms)))
+        state, versions = self._load()
+        alerts = []
+        if timestamp % self.coalesce_ms == 0:  # a rule timer: the buffer's turn
+            account = ctx.get_current_key()
+            pending = [dict(zip(PENDING_FIELDS, p, strict=True), account_id=account)
+                       for p in self.pending.get()]
+            was_idle = state.is_empty()
+            alerts, waiting = fraud.advance(state, pending, versions, watermark,
+                                            self.window_ms, self.params)
+            if len(waiting) < len(pending):
+                if waiting:
+                    self.pending.update([Row(*(p[n] for n in PENDING_FIELDS))
+                                         for p in waiting])
+                else:
+                    self.pending.clear()
+            if was_idle and not state.is_empty():  # one idle timer per active spell
+                self._arm_idle_timer(ctx, watermark)
+        else:  # the idle timer: empty now, or again later
+            fraud.expire(state, watermark, self.window_ms, self.params)
+            if not state.is_empty():
+                self._arm_idle_timer(ctx, watermark)
         for v in fraud.superseded_versions(versions, watermark, self.window_ms):
-            self.profiles.remove(v)
-        if state.recent:
-            self.recent.update([Row(*r) for r in state.recent])
-        else:
-            self.recent.clear()
-        if state.silent_until_ms is None:
-            self.silent_until.clear()
-        else:
-            self.silent_until.update(state.silent_until_ms)
+            del versions[v]
+        self._store(state, versions)
         yield from self._emit(alerts)
 
 
@@ -289,6 +322,7 @@ def build_pipeline(t_env, transactions: str, accounts: str, sinks: dict[str, str
              CASE WHEN error_class IS NOT NULL THEN {dlq} END
       FROM profiles
     """)
+    assert tuple(rule_input.get_schema().get_field_names()) == RULE_INPUT
     tags = {"medium": OutputTag("medium", SINK_ROW), "dlq": OutputTag("dlq", SINK_ROW)}
     high = (t_env.to_data_stream(rule_input)
             .key_by(lambda row: row["account_id"], key_type=Types.STRING())

@@ -64,21 +64,32 @@ def epoch_ms_sql(column: str) -> str:
             f" + CAST(DATE_FORMAT({column}, 'SSS') AS BIGINT))")
 
 
-def source_ddl(cfg, args) -> str:
-    """The raw Kafka table. Event time comes from JSON with the type and range checked in SQL
-    (JSON_QUERY keeps JSON types apart, JSON_VALUE does not)."""
-    et = cfg.event_time
+def json_epoch_ms_sql(field: str) -> str:
+    """SQL for a top-level JSON integer field of the raw `value` (NULL unless it is a JSON
+    integer of at most 13 digits). JSON_QUERY keeps JSON types apart, JSON_VALUE does not:
+    '[1767225600000]' for an integer, '["..."]' for a string."""
+    return (f"CAST(REGEXP_EXTRACT(JSON_QUERY(CAST(`value` AS STRING), '$.{field}' "
+            "WITH CONDITIONAL ARRAY WRAPPER), '^\\[([0-9]{1,13})\\]$', 1) AS BIGINT)")
+
+
+def rowtime_sql(epoch_ms: str, cfg) -> str:
+    """A row time from an epoch-ms expression: the value when it is in the contract's event-time
+    range, else the epoch (such a record fails validation; it must not move the watermark)."""
     lo, hi = cfg.contract.min_event_time_ms, cfg.contract.max_event_time_ms
+    return (f"TO_TIMESTAMP_LTZ(CASE WHEN {epoch_ms} BETWEEN {lo} AND {hi - 1} "
+            f"THEN {epoch_ms} ELSE 0 END, 3)")
+
+
+def source_ddl(cfg, args) -> str:
+    """The raw Kafka table. Event time comes from JSON with the type and range checked in
+    SQL."""
+    et = cfg.event_time
     bounded = "'scan.bounded.mode' = 'latest-offset'," if args.bounded else ""
     startup = ("'scan.startup.mode' = 'earliest-offset',"
                if args.starting_offsets == "earliest" else
                "'scan.startup.mode' = 'group-offsets', "
                "'properties.auto.offset.reset' = 'earliest',")
-    # '[1767225600000]' for a JSON integer, '["..."]' for a string: the type is kept apart
-    event_time = (
-        "CAST(REGEXP_EXTRACT(JSON_QUERY(CAST(`value` AS STRING), '$.event_time_ms' "
-        "WITH CONDITIONAL ARRAY WRAPPER), '^\\[([0-9]{1,13})\\]$', 1) AS BIGINT)"
-    )
+    event_time = json_epoch_ms_sql("event_time_ms")
     return f"""
     CREATE TEMPORARY TABLE raw_transactions (
       `value` BYTES,
@@ -88,8 +99,7 @@ def source_ddl(cfg, args) -> str:
       -- processing order, the order in which dedup decides which copy came first
       `proctime` AS PROCTIME(),
       -- computed columns cannot refer to each other, so the extraction appears twice
-      `rowtime` AS TO_TIMESTAMP_LTZ(
-          CASE WHEN {event_time} BETWEEN {lo} AND {hi - 1} THEN {event_time} ELSE 0 END, 3),
+      `rowtime` AS {rowtime_sql(event_time, cfg)},
       WATERMARK FOR `rowtime` AS `rowtime` - {sql_interval(et.out_of_orderness_ms)}
     ) WITH (
       'connector' = 'kafka',
