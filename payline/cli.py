@@ -108,6 +108,12 @@ def build_parser() -> _Parser:
     ar.add_argument("action", choices=("run", "start", "stop"),
                     help="run in the foreground, or start/stop it in the background")
 
+    rc = sub.add_parser("reconcile", help="recompute an interval from the raw log (Spark) and "
+                                          "reconcile it with the stream's outputs")
+    rc.add_argument("--start", required=True, help="first window start: ISO 8601 or epoch ms")
+    rc.add_argument("--end", required=True, help="end of the interval (exclusive)")
+    rc.add_argument("--master", default=None, help="Spark master (default local[*])")
+
     g = sub.add_parser("generate", help="send generated traffic to Kafka")
     _generator_args(g)
     d = sub.add_parser("demo", help="run the main job end to end on the local stack")
@@ -293,6 +299,16 @@ def cmd_demo(cfg: Config, args) -> int:
     return 0
 
 
+def cmd_reconcile(args) -> int:
+    """The batch job's own main, in this process (Spark in local mode unless --master)."""
+    from jobs.batch import reconcile
+
+    argv = ["--start", args.start, "--end", args.end, *_cli_args(args)]
+    if args.master:
+        argv += ["--master", args.master]
+    return reconcile.main(argv)
+
+
 def _cli_args(args) -> list[str]:
     """The --conf/--set of this call, for a process started on its behalf."""
     out = ["--conf", str(Path(args.conf).resolve())] if args.conf else []
@@ -366,6 +382,8 @@ def _dispatch(cfg: Config, args) -> int:
         return cmd_demo(cfg, args)
     if args.command == "archiver":
         return cmd_archiver(cfg, args)
+    if args.command == "reconcile":
+        return cmd_reconcile(args)
     raise AssertionError(args.command)
 
 

@@ -174,6 +174,15 @@ class Archiver:
 
 
 @dataclass(frozen=True)
+class Batch:
+    # the raw log a reconciliation of [start, end) reads, by arrival hour: from start minus
+    # lookback (earlier copies of a txn_id within the dedup horizon) to end plus lookahead
+    # (late arrivals)
+    lookback_ms: int = _int(0, None)
+    lookahead_ms: int = _int(0, None)
+
+
+@dataclass(frozen=True)
 class Fraud:
     # the rules (CONTRACT.md §5 payments.alerts); udfs.fraud.FraudParams
     large_amount_cents: int = _int(1, None)
@@ -207,6 +216,7 @@ class Config:
     generator: Generator
     archiver: Archiver
     fraud: Fraud
+    batch: Batch
     root: Path = PROJECT_ROOT
 
     def replace(self, **sections: Any) -> Config:
@@ -217,7 +227,18 @@ _SECTIONS = {
     "paths": Paths, "kafka": Kafka, "flink": Flink, "topics": Topics,
     "topic_settings": TopicSettings, "contract": Contract, "event_time": EventTime,
     "generator": Generator, "archiver": Archiver, "fraud": Fraud,
+    "batch": Batch,
 }
+
+
+def contract_rules(cfg: Config):
+    """udfs.contract.Rules from the [contract] section."""
+    from udfs.contract import Rules
+
+    c = cfg.contract
+    return Rules(currencies=c.currencies, max_value_bytes=c.max_value_bytes,
+                 min_amount_cents=c.min_amount_cents, max_amount_cents=c.max_amount_cents,
+                 min_event_time_ms=c.min_event_time_ms, max_event_time_ms=c.max_event_time_ms)
 
 
 # --- loading -----------------------------------------------------------------------------------

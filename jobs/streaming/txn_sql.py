@@ -14,6 +14,7 @@ from pyflink.common import Row
 from pyflink.table import DataTypes
 from pyflink.table.udf import ScalarFunction, udf
 
+from payline import config as config_mod
 from udfs import semantics
 from udfs.contract import CONFLICTING_DUPLICATE, FIELD_NAMES, Rules, Valid, validate
 
@@ -140,10 +141,7 @@ def sink_ddl(cfg, job_name: str, name: str, topic: str, columns: str, key_field:
 
 
 def rules_of(cfg) -> Rules:
-    c = cfg.contract
-    return Rules(currencies=c.currencies, max_value_bytes=c.max_value_bytes,
-                 min_amount_cents=c.min_amount_cents, max_amount_cents=c.max_amount_cents,
-                 min_event_time_ms=c.min_event_time_ms, max_event_time_ms=c.max_event_time_ms)
+    return config_mod.contract_rules(cfg)
 
 
 def create_routed_view(t_env, source: str, cfg) -> str:

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from udfs import contract
 from udfs.contract import (
     ERROR_CLASSES,
     INVALID_VALUE,
@@ -152,3 +153,39 @@ json_values = st.recursive(
 def test_random_json_objects_never_raise(obj):
     r = validate(json.dumps(obj).encode())
     assert isinstance(r, (Valid, Invalid))
+
+
+# --- payments.accounts (§2) ---------------------------------------------------------------------
+
+PROFILE = {"account_id": "acct-1", "home_country": "DE", "risk_tier": "high",
+           "valid_from_ms": 1767225600000}
+
+
+def _profile(**changes):
+    return json.dumps({**PROFILE, **changes}).encode()
+
+
+def test_a_valid_profile_keeps_its_four_fields():
+    got = contract.validate_profile(_profile(extra=1), b"acct-1")
+    assert isinstance(got, contract.ValidProfile) and got.profile == PROFILE
+
+
+def test_a_null_profile_value_is_a_tombstone_not_an_error():
+    assert isinstance(contract.validate_profile(None, b"acct-1"), contract.Tombstone)
+
+
+@pytest.mark.parametrize("raw, key, error_class, message", [
+    (b"not json", b"acct-1", "MALFORMED", "value: not JSON"),
+    (_profile(valid_from_ms=True), b"acct-1", "SCHEMA_VIOLATION",
+     "valid_from_ms: expected integer, got boolean"),
+    (json.dumps({k: v for k, v in PROFILE.items() if k != "risk_tier"}).encode(), b"acct-1",
+     "SCHEMA_VIOLATION", "risk_tier: required field missing"),
+    (_profile(risk_tier="extreme"), b"acct-1", "INVALID_VALUE", "risk_tier: must be one of"),
+    (_profile(home_country="de"), b"acct-1", "INVALID_VALUE", "home_country: must match"),
+    (_profile(valid_from_ms=1), b"acct-1", "INVALID_VALUE", "valid_from_ms: must be in"),
+    (_profile(), b"acct-2", "INVALID_VALUE", "account_id: differs from the record key"),
+])
+def test_a_bad_profile_gets_the_transaction_error_classes(raw, key, error_class, message):
+    got = contract.validate_profile(raw, key)
+    assert isinstance(got, contract.Invalid)
+    assert got.error_class == error_class and got.error.startswith(message)

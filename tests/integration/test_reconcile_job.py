@@ -1,0 +1,190 @@
+"""The reconciliation job (jobs/batch/reconcile.py) on a session-scoped local SparkSession, over a
+hand-built raw lake: the raw transactions and profiles plus what a stream "committed", written
+with the archiver's own file writer. The stream side is built here from the data set, with its
+late transaction and an order-dependent pair, then tampered with."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from jobs.batch import reconcile as job
+from payline import archiver, config
+from udfs import fraud, reconcile, semantics
+
+pytestmark = pytest.mark.spark
+
+T0 = 1767225600000  # 2026-01-01T00:00:00Z
+W = 60_000
+TOPICS = config.load().topics
+
+
+def txn(txn_id, account, amount, t, kind="purchase", currency="EUR", country="DE"):
+    return {"txn_id": txn_id, "account_id": account, "merchant_id": "m-1",
+            "amount_cents": amount, "currency": currency, "kind": kind,
+            "event_time_ms": T0 + t, "channel": "web", "country": country}
+
+
+def enc(obj) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+ON_TIME = [txn("t1", "a1", 100, 1000), txn("t2", "a1", 40, 2000, "refund"),
+           txn("t3", "a2", 2_000_000, 3000), txn("t4", "a2", 500, 61000),
+           txn("t5", "a3", 700, 62000, country="FR")]
+LATE = txn("t6", "a1", 900, 5000)  # window 0, arrived after the stream had closed it
+DUP_OF_T1 = txn("t1", "a1", 100, 1000)
+CONFLICT = txn("t2", "a1", 41, 2000, "refund")
+# the same txn_id on two partitions with different values: which copy is "first" depends on
+# how the stream interleaved the partitions
+SPLIT_P0 = txn("t7", "a4", 300, 4000)
+SPLIT_P1 = txn("t7", "a4", 301, 4000)
+BAD = b'{"txn_id": "t8"'
+
+
+def raw_transactions():
+    """(partition, value) in offset order per partition."""
+    return [(0, enc(t)) for t in ON_TIME[:3]] + [
+        (0, enc(DUP_OF_T1)), (0, enc(CONFLICT)), (0, BAD), (0, enc(SPLIT_P0)),
+        (1, enc(ON_TIME[3])), (1, enc(ON_TIME[4])), (1, enc(SPLIT_P1)), (1, enc(LATE))]
+
+
+PROFILES = [(0, b"a3", enc({"account_id": "a3", "home_country": "DE", "risk_tier": "high",
+                            "valid_from_ms": T0 - 1}))]
+
+
+def write_topic(root: Path, topic: str, rows: list[tuple[int, bytes | None, bytes]],
+                ts: int = T0 + 30_000) -> dict[int, list[int]]:
+    """Rows (partition, key, value) as archiver files; returns offsets by partition."""
+    by_partition: dict[int, list] = {}
+    for partition, key, value in rows:
+        records = by_partition.setdefault(partition, [])
+        records.append(archiver.RawRecord(topic, partition, len(records), ts, key, value))
+    for records in by_partition.values():
+        archiver.write_run(root, records)
+    return {p: [r.offset for r in rs] for p, rs in by_partition.items()}
+
+
+def stream_outputs():
+    """What the stream committed: aggregates of its accepted on-time transactions (it took
+    SPLIT_P1 as the first copy of t7), the late record, the DLQ, the alerts."""
+    accepted = ON_TIME + [SPLIT_P1]
+    aggs = semantics.aggregate(accepted, W)
+    late = semantics.late_record(LATE, T0 + W + 10_000, W)
+    dlq = [(0, 4, "CONFLICTING_DUPLICATE"), (0, 5, "MALFORMED"), (0, 6,
+                                                                 "CONFLICTING_DUPLICATE")]
+    profiles = {"a3": {T0 - 1: fraud.Profile(T0 - 1, "DE", "high")}}
+    alerts = fraud.alerts_of(accepted, profiles)
+    return aggs, late, dlq, alerts
+
+
+def build_lake(root: Path, *, drop_key=None, alter_key=None, drop_alert=False) -> None:
+    write_topic(root, TOPICS.transactions, [(p, b"k", v) for p, v in raw_transactions()])
+    write_topic(root, TOPICS.accounts, PROFILES)
+    aggs, late, dlq, alerts = stream_outputs()
+    agg_rows = []
+    for key, agg in sorted(aggs.items()):
+        if key == drop_key:
+            continue
+        value = agg.as_dict() | {"net_cents": agg.net_cents}
+        if key == alter_key:
+            value["net_cents"] += 1
+        agg_rows.append((0, key.encode(), enc(value)))
+    write_topic(root, TOPICS.aggregates, agg_rows, ts=T0 + 200_000)
+    write_topic(root, TOPICS.late, [(0, b"a1", late.encode())], ts=T0 + 200_000)
+    write_topic(root, TOPICS.dlq, [(0, None, enc({
+        "error_class": cls, "error": "x", "raw": "", "raw_encoding": "utf8",
+        "source_topic": TOPICS.transactions, "source_partition": p, "source_offset": o,
+        "source_timestamp_ms": T0})) for p, o, cls in dlq], ts=T0 + 200_000)
+    kept = alerts[1:] if drop_alert else alerts
+    write_topic(root, TOPICS.alerts, [(0, a.account_id.encode(), a.record(T0).encode())
+                                      for a in kept], ts=T0 + 200_000)
+
+
+def cfg_for(tmp_path: Path):
+    return config.load(None, [f"paths.data_dir={tmp_path}"])
+
+
+@pytest.fixture(scope="session")
+def spark():
+    session = job.spark_session("local[2]", "payline-tests")
+    yield session
+    session.stop()
+
+
+def classes(out_dir: Path, table: str) -> dict:
+    rows = pq.read_table(out_dir / f"{table}.parquet").to_pylist()
+    if table == "aggregates":
+        return {(r["account_id"], r["window_start_ms"]): r["reconciliation_class"]
+                for r in rows}
+    return {r["alert_id"]: r["reconciliation_class"] for r in rows}
+
+
+def test_every_difference_of_a_clean_stream_is_explained(spark, tmp_path):
+    cfg = cfg_for(tmp_path)
+    build_lake(cfg.paths.raw_dir)
+    results = job.run(cfg, T0, T0 + 5 * W, spark)
+    s = results["summary"]
+    assert s["unexplained"] == 0
+    got = classes(results["out_dir"], "aggregates")
+    assert got == {("a1", T0): reconcile.EXPLAINED_LATE, ("a2", T0): reconcile.MATCH,
+                   ("a2", T0 + W): reconcile.MATCH, ("a3", T0 + W): reconcile.MATCH,
+                   ("a4", T0): reconcile.ORDER_DEPENDENT}
+    assert s["accounting"] == {"raw_records": 11, "accepted": 7, "duplicates": 1, "dlq": 3,
+                               "holds": True}
+    assert s["dlq"]["MALFORMED"] == {"stream": 1, "batch": 1, "class": reconcile.MATCH}
+    assert s["dlq"]["CONFLICTING_DUPLICATE"] == {"stream": 2, "batch": 2,
+                                                 "class": reconcile.MATCH}
+    alert_classes = classes(results["out_dir"], "alerts")
+    rules = {a.alert_id: a.rule for a in stream_outputs()[3]}
+    assert set(rules.values()) == {"LARGE_AMOUNT", "FOREIGN_HIGH_RISK"}
+    assert {alert_classes[i] for i in rules} == {reconcile.MATCH}
+
+
+def test_tampered_stream_output_is_reported_exactly_and_fails_the_run(spark, tmp_path,
+                                                                    monkeypatch):
+    cfg = cfg_for(tmp_path)
+    a2_w0 = semantics.aggregate_key("a2", "EUR", T0)
+    a3_w1 = semantics.aggregate_key("a3", "EUR", T0 + W)
+    build_lake(cfg.paths.raw_dir, drop_key=a2_w0, alter_key=a3_w1, drop_alert=True)
+    results = job.run(cfg, T0, T0 + 5 * W, spark)
+    got = classes(results["out_dir"], "aggregates")
+    assert got[("a2", T0)] == reconcile.MISSING_IN_STREAM
+    assert got[("a3", T0 + W)] == reconcile.VALUE_MISMATCH
+    dropped = stream_outputs()[3][0].alert_id
+    alert_classes = classes(results["out_dir"], "alerts")
+    assert alert_classes[dropped] == reconcile.MISSING_IN_STREAM
+    assert [c for c in alert_classes.values() if c != reconcile.MATCH] == [
+        reconcile.MISSING_IN_STREAM]
+    assert results["summary"]["unexplained"] == 3
+    # the command exits non-zero on it (same session: getOrCreate returns it; keep it open)
+    monkeypatch.setattr(spark, "stop", lambda: None)
+    code = job.main(["--start", str(T0), "--end", str(T0 + 5 * W),
+                     "--set", f"paths.data_dir={tmp_path}"])
+    assert code == 1
+
+
+def test_rerunning_an_interval_gives_the_same_files(spark, tmp_path):
+    cfg = cfg_for(tmp_path)
+    build_lake(cfg.paths.raw_dir)
+    first = job.run(cfg, T0, T0 + 5 * W, spark)["out_dir"]
+    before = {p.name: p.read_bytes() for p in sorted(first.iterdir())}
+    second = job.run(cfg, T0, T0 + 5 * W, spark)["out_dir"]
+    assert second == first
+    assert {p.name: p.read_bytes() for p in sorted(second.iterdir())} == before
+    assert set(before) == {"aggregates.parquet", "alerts.parquet", "dlq.parquet",
+                           "summary.json"}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--start", "yesterday", "--end", "1"], "--start: not an ISO 8601 time"),
+    (["--start", str(T0 + 1), "--end", str(T0 + W)], "--start/--end: must be aligned"),
+    (["--start", str(T0 + W), "--end", str(T0)], "--end: must be after --start"),
+])
+def test_a_bad_argument_gets_one_line_naming_it(args, message, capsys):
+    assert job.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"reconcile: {message}") and "\n" not in err
