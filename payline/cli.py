@@ -32,6 +32,7 @@ class UsageError(ValueError):
 
 
 # job name -> its module under jobs/streaming/
+DEMO_EVENT_TIME_S = 360
 STREAMING_JOBS = {"transactions": "transactions.py", "fraud": "fraud.py"}
 
 
@@ -265,10 +266,13 @@ def cmd_demo(cfg: Config, args) -> int:
                                            bounded=False, starting_offsets=None,
                                            group_id=None, from_savepoint=None,
                                            attached=False))
-    ns = argparse.Namespace(count=args.count, seed=args.seed)
+    # six minutes of event time, so that several windows close and can be reconciled
+    ns = argparse.Namespace(count=args.count, seed=args.seed,
+                            rate=max(1.0, args.count / DEMO_EVENT_TIME_S))
     opts = generator_options(cfg, ns)
-    print(f"generating {opts.count} transactions (seed {opts.seed}) to "
-          f"{cfg.topics.transactions} at {cfg.kafka.bootstrap} ...")
+    print(f"generating {opts.count} transactions (seed {opts.seed}, "
+          f"{DEMO_EVENT_TIME_S} s of event time) to {cfg.topics.transactions} at "
+          f"{cfg.kafka.bootstrap} ...")
     report = generator.send(cfg.kafka.bootstrap, opts, max_speed=True)
     print(report.summary())
     print()
@@ -294,9 +298,35 @@ def cmd_demo(cfg: Config, args) -> int:
     print()
     print(stack.format_status(stack.status(cfg)))
     print()
-    print("demo: the stack and the job stay up; `payline status` shows them, "
+    code = demo_reconcile(cfg, args, opts)
+    print()
+    print("demo: the stack and the jobs stay up; `payline status` shows them, "
           "`payline down` stops everything.")
-    return 0
+    return code
+
+
+def demo_reconcile(cfg: Config, args, opts) -> int:
+    """Reconcile the demo's closed windows, from the window of its late records up to the
+    last window the watermark has passed, once the archiver holds the committed outputs."""
+    from payline import archiver, topics
+
+    w = cfg.event_time.window_ms
+    last_ms = opts.start_ms + int(opts.count / opts.rate_per_s * 1000)
+    start = (opts.start_ms - opts.late_by_ms) // w * w
+    end = (last_ms - cfg.event_time.out_of_orderness_ms) // w * w - w
+    wanted = {t: len(topics.read_topic(cfg, t)) for t in (
+        cfg.topics.aggregates, cfg.topics.late, cfg.topics.dlq)}
+    deadline = time.monotonic() + 120
+    while any(archiver.read_lake(cfg, t).num_rows < n for t, n in wanted.items()):
+        if time.monotonic() > deadline:
+            print("demo: the archiver has not caught up with the outputs; reconciling anyway")
+            break
+        time.sleep(2)
+    print(f"reconciling windows [{start}, {end}) from the raw log (Spark) ...")
+    argv = ["--start", str(start), "--end", str(end), *_cli_args(args)]
+    from jobs.batch import reconcile
+
+    return reconcile.main(argv)
 
 
 def cmd_reconcile(args) -> int:

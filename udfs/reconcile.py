@@ -13,9 +13,8 @@ Aggregates, per (account_id, currency, window_start_ms):
 * ``MISSING_IN_STREAM``, ``EXTRA_IN_STREAM``, ``VALUE_MISMATCH``: unexplained (drift) - they
   fail the run.
 
-Alerts reconcile by ``alert_id`` the same way (MATCH, MISSING_IN_STREAM, EXTRA_IN_STREAM,
-ORDER_DEPENDENT when an involved transaction is order-dependent or arrived behind the stream's
-watermark), DLQ counts per error class (MATCH or VALUE_MISMATCH).
+Alerts reconcile by ``alert_id`` the same way (:func:`classify_alert`), DLQ counts per error
+class (MATCH or VALUE_MISMATCH).
 """
 
 from __future__ import annotations
@@ -79,11 +78,18 @@ def classify_aggregate(stream: dict | None, batch: dict | None, late_txns: list[
     return VALUE_MISMATCH
 
 
-def classify_alert(in_stream: bool, in_batch: bool, order_dependent: bool) -> str:
+def classify_alert(in_stream: bool, in_batch: bool, order_dependent: bool,
+                   late_dependent: bool = False) -> str:
+    """An alert_id on one side only is ORDER_DEPENDENT when one of its transactions is, and
+    EXPLAINED_LATE when a transaction of the account that the transactions job sent to late lies
+    within the rules' reach of it (``late_dependent``): the fraud job judges lateness by its own
+    watermark, so the two jobs can differ on which of those transactions took part."""
     if in_stream and in_batch:
         return MATCH
     if order_dependent:
         return ORDER_DEPENDENT
+    if late_dependent:
+        return EXPLAINED_LATE
     return MISSING_IN_STREAM if in_batch else EXTRA_IN_STREAM
 
 

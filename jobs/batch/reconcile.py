@@ -247,7 +247,8 @@ def build(spark, cfg, start_ms: int, end_ms: int) -> dict:
                    + ", watermark_ms LONG, window_start_ms LONG")
     stream_aggs = stream_json(t.aggregates, agg_schema).where(
         (F.col("window_start_ms") >= start_ms) & (F.col("window_start_ms") < end_ms))
-    late = stream_json(t.late, late_schema).where(
+    late_all = stream_json(t.late, late_schema)
+    late = late_all.where(
         (F.col("window_start_ms") >= start_ms) & (F.col("window_start_ms") < end_ms))
     dlq = stream_json(t.dlq, "error_class STRING, source_topic STRING, "
                              "source_partition INT, source_offset LONG")
@@ -301,22 +302,34 @@ def build(spark, cfg, start_ms: int, end_ms: int) -> dict:
     alert_scope = (window_of_alert >= start_ms) & (window_of_alert < end_ms)
     cross_ids = deduped.where("cross_partition").select("txn_id").distinct()
     b = batch_alerts.where(alert_scope).select("alert_id", "rule", "account_id", "txn_ids",
-                                               F.lit(True).alias("in_batch"))
+                                               "event_time_ms", F.lit(True).alias("in_batch"))
     s = (stream_alerts.where(alert_scope).select("alert_id", F.col("rule").alias("s_rule"),
-                                                 F.col("account_id").alias("s_account"))
+                                                 F.col("account_id").alias("s_account"),
+                                                 F.col("event_time_ms").alias("s_time"))
          .distinct().withColumn("in_stream", F.lit(True)))
     alerts = (b.join(s, "alert_id", "full_outer")
               .select("alert_id", F.coalesce("rule", "s_rule").alias("rule"),
                       F.coalesce("account_id", "s_account").alias("account_id"), "txn_ids",
+                      F.coalesce("event_time_ms", "s_time").alias("event_time_ms"),
                       F.coalesce("in_batch", F.lit(False)).alias("in_batch"),
                       F.coalesce("in_stream", F.lit(False)).alias("in_stream")))
     dependent = (alerts.select("alert_id", F.explode(F.split("txn_ids", ",")).alias("txn_id"))
                  .join(cross_ids, "txn_id").select("alert_id").distinct()
                  .withColumn("order_dependent", F.lit(True)))
-    alerts = alerts.join(dependent, "alert_id", "left").fillna({"order_dependent": False})
-    classify_alert = F.udf(lambda s_, b_, o_: reconcile.classify_alert(s_, b_, o_), "string")
-    alerts = alerts.withColumn("reconciliation_class",
-                               classify_alert("in_stream", "in_batch", "order_dependent"))
+    # a late transaction of the account within the rules' reach (look-back and silence)
+    params = cfg.fraud.params()
+    reach = params.lookback_ms + params.velocity_silence_ms
+    late_near = (alerts.select("alert_id", "account_id", "event_time_ms").alias("a")
+                 .join(late_all.select("account_id", F.col("event_time_ms").alias("late_ms"))
+                       .alias("l"), "account_id")
+                 .where(F.abs(F.col("a.event_time_ms") - F.col("late_ms")) <= reach)
+                 .select("alert_id").distinct().withColumn("late_dependent", F.lit(True)))
+    alerts = (alerts.join(dependent, "alert_id", "left").join(late_near, "alert_id", "left")
+              .fillna({"order_dependent": False, "late_dependent": False}))
+    classify_alert = F.udf(lambda s_, b_, o_, l_: reconcile.classify_alert(s_, b_, o_, l_),
+                           "string")
+    alerts = alerts.withColumn("reconciliation_class", classify_alert(
+        "in_stream", "in_batch", "order_dependent", "late_dependent"))
 
     # DLQ counts per error class, over the raw records in scope
     scope = (deduped.select("partition", "offset", "outcome")

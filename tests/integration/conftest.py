@@ -76,3 +76,13 @@ def wait_for(predicate, timeout_s: float, what: str, every_s: float = 2):
             return result
         time.sleep(every_s)
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local SparkSession for every Spark test of the session."""
+    from jobs.batch import reconcile
+
+    session = reconcile.spark_session("local[2]", "payline-tests")
+    yield session
+    session.stop()

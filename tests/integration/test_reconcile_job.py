@@ -108,13 +108,6 @@ def cfg_for(tmp_path: Path):
     return config.load(None, [f"paths.data_dir={tmp_path}"])
 
 
-@pytest.fixture(scope="session")
-def spark():
-    session = job.spark_session("local[2]", "payline-tests")
-    yield session
-    session.stop()
-
-
 def classes(out_dir: Path, table: str) -> dict:
     rows = pq.read_table(out_dir / f"{table}.parquet").to_pylist()
     if table == "aggregates":

@@ -63,14 +63,18 @@ def test_an_aggregate_missing_on_both_sides_is_a_caller_error():
         r.classify_aggregate(None, None, [], False, KEY, W)
 
 
-@pytest.mark.parametrize("in_stream, in_batch, order_dependent, expected", [
-    (True, True, False, r.MATCH),
-    (False, True, False, r.MISSING_IN_STREAM),
-    (True, False, False, r.EXTRA_IN_STREAM),
-    (False, True, True, r.ORDER_DEPENDENT),
+@pytest.mark.parametrize("in_stream, in_batch, order_dependent, late_dependent, expected", [
+    (True, True, False, False, r.MATCH),
+    (True, True, True, True, r.MATCH),
+    (False, True, False, False, r.MISSING_IN_STREAM),
+    (True, False, False, False, r.EXTRA_IN_STREAM),
+    (False, True, True, False, r.ORDER_DEPENDENT),
+    (True, False, False, True, r.EXPLAINED_LATE),
+    (False, True, False, True, r.EXPLAINED_LATE),
 ])
-def test_alerts_reconcile_by_id(in_stream, in_batch, order_dependent, expected):
-    assert r.classify_alert(in_stream, in_batch, order_dependent) == expected
+def test_alerts_reconcile_by_id(in_stream, in_batch, order_dependent, late_dependent,
+                                expected):
+    assert r.classify_alert(in_stream, in_batch, order_dependent, late_dependent) == expected
 
 
 def test_dlq_counts_match_or_mismatch():
