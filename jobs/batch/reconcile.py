@@ -18,8 +18,10 @@ For the windows whose start lies in [--start, --end):
 5. writes Parquet under ``<data_dir>/reconciliation/interval=<start>_<end>/`` (replaced when
    the same interval runs again) and ``summary.json``; exits 1 when anything is unexplained.
 
-    spark-submit --master 'local[*]' jobs/batch/reconcile.py \\
-        --start 2026-01-01T00:00:00Z --end 2026-01-01T01:00:00Z [--conf FILE] [--set k=v]
+    SPARK_HOME=.venv/lib/python3.11/site-packages/pyspark PYSPARK_PYTHON=.venv/bin/python \\
+    .venv/lib/python3.11/site-packages/pyspark/bin/spark-submit --master 'local[*]' \\
+        jobs/batch/reconcile.py --start 2026-01-01T00:00:00Z --end 2026-01-01T01:00:00Z \\
+        [--conf FILE] [--set section.key=value]
 
 (``payline reconcile --start ... --end ...`` runs the same ``main``.) On a cluster, ship the
 code with ``--py-files`` (a zip of ``payline/``, ``udfs/``, ``jobs/``).
@@ -424,15 +426,18 @@ def spark_session(master: str | None, app: str = "payline-reconcile"):
     builder = SparkSession.builder.appName(app)
     if master:
         builder = builder.master(master)
-    elif "spark.master" not in (os.environ.get("PYSPARK_SUBMIT_ARGS") or ""):
+    elif "PYSPARK_GATEWAY_PORT" not in os.environ:  # not under spark-submit: local
         builder = builder.master("local[*]")
-    return (builder.config("spark.sql.session.timeZone", "UTC")
-            .config("spark.sql.shuffle.partitions", "8")
-            .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-            .config("spark.ui.enabled", "false")
-            # the lake's date=/hour= folders stay strings ("05", not 5)
-            .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
-            .getOrCreate())
+    session = (builder.config("spark.sql.session.timeZone", "UTC")
+               .config("spark.sql.shuffle.partitions", "8")
+               .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+               .config("spark.ui.enabled", "false")
+               .config("spark.ui.showConsoleProgress", "false")
+               # the lake's date=/hour= folders stay strings ("05", not 5)
+               .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
+               .getOrCreate())
+    session.sparkContext.setLogLevel("ERROR")
+    return session
 
 
 def run(cfg, start_ms: int, end_ms: int, spark) -> dict:
