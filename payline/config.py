@@ -183,6 +183,14 @@ class Batch:
 
 
 @dataclass(frozen=True)
+class Quality:
+    # Great Expectations' run_rates suite: each run's rates must stay at or under these
+    max_dlq_rate: float = _float(0.0, 1.0)
+    max_duplicate_rate: float = _float(0.0, 1.0)
+    max_late_rate: float = _float(0.0, 1.0)
+
+
+@dataclass(frozen=True)
 class Fraud:
     # the rules (CONTRACT.md §5 payments.alerts); udfs.fraud.FraudParams
     large_amount_cents: int = _int(1, None)
@@ -217,6 +225,7 @@ class Config:
     archiver: Archiver
     fraud: Fraud
     batch: Batch
+    quality: Quality
     root: Path = PROJECT_ROOT
 
     def replace(self, **sections: Any) -> Config:
@@ -227,7 +236,7 @@ _SECTIONS = {
     "paths": Paths, "kafka": Kafka, "flink": Flink, "topics": Topics,
     "topic_settings": TopicSettings, "contract": Contract, "event_time": EventTime,
     "generator": Generator, "archiver": Archiver, "fraud": Fraud,
-    "batch": Batch,
+    "batch": Batch, "quality": Quality,
 }
 
 

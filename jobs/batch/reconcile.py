@@ -372,7 +372,25 @@ def build(spark, cfg, start_ms: int, end_ms: int) -> dict:
         if keys else None,
         "unexplained": unexplained,
     }
-    return {"aggregates": aggregates, "alerts": alerts,
+    late_n = late.count()
+    summary["rates"] = {
+        "dlq_rate": dlq_n / raw_in_scope if raw_in_scope else 0.0,
+        "duplicate_rate": duplicates_n / raw_in_scope if raw_in_scope else 0.0,
+        "late_rate": late_n / accepted_n if accepted_n else 0.0,
+    }
+    quality_frames = {
+        "accepted_transactions": accepted.select(*contract.FIELD_NAMES),
+        "aggregates": batch_aggs.select(
+            "*", (F.col("purchase_cents") - F.col("refund_cents"))
+            .alias("purchase_minus_refund_cents"),
+            (F.col("purchase_count") + F.col("refund_count")).alias("purchase_plus_refund_count"),
+            (F.col("window_start_ms") % w).alias("window_offset_ms"),
+            (F.col("window_end_ms") - F.col("window_start_ms")).alias("window_length_ms")),
+        "run_rates": spark.createDataFrame([tuple(summary["rates"].values())],
+                                           "dlq_rate DOUBLE, duplicate_rate DOUBLE, "
+                                           "late_rate DOUBLE"),
+    }
+    return {"aggregates": aggregates, "alerts": alerts, "quality_frames": quality_frames,
             "dlq": spark.createDataFrame(dlq_rows, "error_class STRING, stream LONG, "
                                                    "batch LONG, reconciliation_class STRING"),
             "summary": summary}
@@ -441,8 +459,14 @@ def spark_session(master: str | None, app: str = "payline-reconcile"):
 
 
 def run(cfg, start_ms: int, end_ms: int, spark) -> dict:
+    from jobs.batch import quality
+
     results = build(spark, cfg, start_ms, end_ms)
     out_dir = cfg.paths.data_dir / "reconciliation" / f"interval={start_ms}_{end_ms}"
+    # data quality is reported (summary, Data Docs), it does not decide the exit code
+    results["summary"]["quality"] = quality.validate(cfg, results["quality_frames"],
+                                                     out_dir.name)
+    results["summary"]["data_docs"] = str(quality.docs_index(cfg))
     write(results, out_dir)
     results["out_dir"] = out_dir
     return results
@@ -465,9 +489,12 @@ def main(argv=None) -> int:
     finally:
         spark.stop()
     s = results["summary"]
+    failed = sorted(k for k, v in s["quality"].items() if not v["success"])
     print(f"reconciled [{start_ms}, {end_ms}): aggregates {s['aggregates']}, alerts "
           f"{s['alerts']}, accounting {'holds' if s['accounting']['holds'] else 'BROKEN'}; "
           f"unexplained {s['unexplained']}; results {results['out_dir']}")
+    print(f"data quality: {'suites failing: ' + ', '.join(failed) if failed else 'all suites pass'}"
+          f"; Data Docs {s['data_docs']}")
     return 1 if s["unexplained"] or not s["accounting"]["holds"] else 0
 
 

@@ -48,7 +48,6 @@ Submit (``payline submit fraud`` wraps this):
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
@@ -66,9 +65,11 @@ from pyflink.table.udf import ScalarFunction, udf
 
 from jobs.streaming import FRAUD_JOB_NAME
 from jobs.streaming.txn_sql import (
+    configure_tables,
     create_routed_view,
     epoch_ms_sql,
     json_epoch_ms_sql,
+    parse_job_args,
     rowtime_sql,
     rules_of,
     sink_ddl,
@@ -357,30 +358,16 @@ def configure_fault_tolerance(env, cfg) -> None:
     env.enable_checkpointing(cfg.flink.checkpoint_interval_ms, CheckpointingMode.EXACTLY_ONCE)
 
 
-def parse_args(argv):
-    p = argparse.ArgumentParser(prog="fraud", description=__doc__.split("\n")[0])
-    p.add_argument("--conf")
-    p.add_argument("--set", action="append", default=[])
-    p.add_argument("--bounded", action="store_true")
-    p.add_argument("--starting-offsets", choices=("earliest", "committed"), default="committed")
-    p.add_argument("--group-id", default=None)
-    return p.parse_args(argv)
-
-
 def main(argv=None) -> None:
-    args = parse_args(argv if argv is not None else sys.argv[1:])
+    args = parse_job_args("fraud", __doc__.split("\n")[0],
+                          argv if argv is not None else sys.argv[1:])
     cfg = config_mod.load(args.conf, args.set)
     args.group_id = args.group_id or cfg.fraud.group_id
     env = StreamExecutionEnvironment.get_execution_environment()
     configure_fault_tolerance(env, cfg)
     env.set_buffer_timeout(cfg.fraud.buffer_timeout_ms)
     t_env = StreamTableEnvironment.create(env)
-    conf = t_env.get_config()
-    conf.set("pipeline.name", JOB_NAME)
-    conf.set("python.execution-mode", cfg.flink.python_execution_mode)
-    conf.set("table.local-time-zone", "UTC")
-    conf.set("table.exec.uid.generation", "ALWAYS")
-    conf.set("table.exec.state.ttl", f"{cfg.contract.dedup_horizon_ms} ms")
+    configure_tables(t_env, cfg, JOB_NAME)
     t_env.execute_sql(source_ddl(cfg, args))
     t_env.execute_sql(accounts_ddl(cfg, args))
     sinks = create_sinks(t_env, cfg)

@@ -36,7 +36,6 @@ start and then finishes (tests, backfills); ``--starting-offsets earliest|commit
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
@@ -52,8 +51,10 @@ from pyflink.table import StreamTableEnvironment
 
 from jobs.streaming import TRANSACTIONS_JOB_NAME
 from jobs.streaming.txn_sql import (
+    configure_tables,
     create_routed_view,
     epoch_ms_sql,
+    parse_job_args,
     sink_ddl,
     source_ddl,
     sql_interval,
@@ -210,31 +211,15 @@ def configure_fault_tolerance(env, cfg) -> None:
     env.enable_checkpointing(cfg.flink.checkpoint_interval_ms, CheckpointingMode.EXACTLY_ONCE)
 
 
-def parse_args(argv):
-    p = argparse.ArgumentParser(prog="transactions", description=__doc__.split("\n")[0])
-    p.add_argument("--conf")
-    p.add_argument("--set", action="append", default=[])
-    p.add_argument("--bounded", action="store_true")
-    p.add_argument("--starting-offsets", choices=("earliest", "committed"), default="committed")
-    p.add_argument("--group-id", default=JOB_NAME)
-    return p.parse_args(argv)
-
-
 def main(argv=None) -> None:
-    args = parse_args(argv if argv is not None else sys.argv[1:])
+    args = parse_job_args("transactions", __doc__.split("\n")[0],
+                          argv if argv is not None else sys.argv[1:])
     cfg = config_mod.load(args.conf, args.set)
+    args.group_id = args.group_id or JOB_NAME
     env = StreamExecutionEnvironment.get_execution_environment()
     configure_fault_tolerance(env, cfg)
     t_env = StreamTableEnvironment.create(env)
-    conf = t_env.get_config()
-    conf.set("pipeline.name", JOB_NAME)
-    conf.set("python.execution-mode", cfg.flink.python_execution_mode)
-    conf.set("table.local-time-zone", "UTC")
-    # every SQL operator gets a uid from its plan node ("<id>_<transformation>"), the same on
-    # every submission of this program, so checkpoints and savepoints map back to it
-    conf.set("table.exec.uid.generation", "ALWAYS")
-    # the dedup state of a txn_id goes once it has not been seen for the horizon
-    conf.set("table.exec.state.ttl", f"{cfg.contract.dedup_horizon_ms} ms")
+    configure_tables(t_env, cfg, JOB_NAME)
     t_env.execute_sql(source_ddl(cfg, args))
     sinks = create_sinks(t_env, cfg)
     statements = build_pipeline(t_env, "raw_transactions", sinks, cfg)

@@ -10,6 +10,8 @@ with the same SQL.
 
 from __future__ import annotations
 
+import argparse
+
 from pyflink.common import Row
 from pyflink.table import DataTypes
 from pyflink.table.udf import ScalarFunction, udf
@@ -199,3 +201,31 @@ def create_routed_view(t_env, source: str, cfg) -> str:
             FROM seen)
     """)
     return "routed"
+
+
+# --- what both jobs' main() share --------------------------------------------------------------
+
+
+def parse_job_args(prog: str, description: str, argv) -> argparse.Namespace:
+    """The jobs' flags: ``--conf``/``--set`` as for ``payline``; ``--bounded`` reads up to the
+    offsets current at start and then finishes; ``--starting-offsets``; ``--group-id``."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("--conf")
+    p.add_argument("--set", action="append", default=[])
+    p.add_argument("--bounded", action="store_true")
+    p.add_argument("--starting-offsets", choices=("earliest", "committed"), default="committed")
+    p.add_argument("--group-id", default=None)
+    return p.parse_args(argv)
+
+
+def configure_tables(t_env, cfg, job_name: str) -> None:
+    """The table settings of both jobs."""
+    conf = t_env.get_config()
+    conf.set("pipeline.name", job_name)
+    conf.set("python.execution-mode", cfg.flink.python_execution_mode)
+    conf.set("table.local-time-zone", "UTC")
+    # every SQL operator gets a uid from its plan node ("<id>_<transformation>"), the same on
+    # every submission of this program, so checkpoints and savepoints map back to it
+    conf.set("table.exec.uid.generation", "ALWAYS")
+    # the dedup state of a txn_id goes once it has not been seen for the horizon
+    conf.set("table.exec.state.ttl", f"{cfg.contract.dedup_horizon_ms} ms")

@@ -131,6 +131,13 @@ def test_every_difference_of_a_clean_stream_is_explained(spark, tmp_path):
     assert s["dlq"]["MALFORMED"] == {"stream": 1, "batch": 1, "class": reconcile.MATCH}
     assert s["dlq"]["CONFLICTING_DUPLICATE"] == {"stream": 2, "batch": 2,
                                                  "class": reconcile.MATCH}
+    # Great Expectations: the recomputed data passes; this tiny lake's rates do not
+    q = s["quality"]
+    assert q["accepted_transactions"] == {"success": True, "failed": []}
+    assert q["aggregates"] == {"success": True, "failed": []}
+    assert q["run_rates"]["failed"] == ["expect_column_values_to_be_between"] * 3
+    assert Path(s["data_docs"]).is_file()
+    assert "run_rates" in Path(s["data_docs"]).read_text()
     alert_classes = classes(results["out_dir"], "alerts")
     rules = {a.alert_id: a.rule for a in stream_outputs()[3]}
     assert set(rules.values()) == {"LARGE_AMOUNT", "FOREIGN_HIGH_RISK"}
