@@ -229,6 +229,12 @@ def kafka_ready(cfg: Config, timeout_s: float = 5.0) -> bool:
         admin.close()
 
 
+def storage_format_args(cluster_id: str, properties) -> list[str]:
+    """kafka-storage format's arguments. The id is base64url and may start with '-', so it
+    travels as one ``--cluster-id=`` token (as ``-t ID`` it was once read as an option)."""
+    return ["format", "--standalone", f"--cluster-id={cluster_id}", "-c", str(properties)]
+
+
 def kafka_up(cfg: Config, log=print) -> None:
     kc, kp = cfg.kafka, kafka_paths(cfg)
     if kafka_pids(cfg):
@@ -255,8 +261,7 @@ def kafka_up(cfg: Config, log=print) -> None:
     if not (kp.data / "meta.properties").exists():
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         fmt = subprocess.run(
-            [*jvm, "kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id,
-             "-c", str(kp.properties)],
+            [*jvm, "kafka.tools.StorageTool", *storage_format_args(cluster_id, kp.properties)],
             capture_output=True, text=True,
         )
         if fmt.returncode != 0:

@@ -24,3 +24,10 @@ def test_user_error_exits_2_with_one_line_naming_it(argv, named, capsys):
     assert err.count("\n") == 1, err
     assert named in err
     assert "Traceback" not in err
+
+
+def test_a_kafka_cluster_id_starting_with_a_dash_is_one_argument():
+    from payline.stack import storage_format_args
+
+    args = storage_format_args("-AbC_d", "server.properties")
+    assert "--cluster-id=-AbC_d" in args and "-AbC_d" not in args
