@@ -191,6 +191,16 @@ class Quality:
 
 
 @dataclass(frozen=True)
+class Drift:
+    # jobs/batch/drift.py: each reconciliation run against the last baseline_runs runs
+    baseline_runs: int = _int(1, 1000)
+    psi_threshold: float = _float(0.0, 100.0)
+    amount_threshold: float = _float(0.0, 100.0)
+    rate_change: float = _float(0.0, 1000.0)
+    rate_floor: float = _float(0.0, 1.0)
+
+
+@dataclass(frozen=True)
 class Fraud:
     # the rules (CONTRACT.md §5 payments.alerts); udfs.fraud.FraudParams
     large_amount_cents: int = _int(1, None)
@@ -226,6 +236,7 @@ class Config:
     fraud: Fraud
     batch: Batch
     quality: Quality
+    drift: Drift
     root: Path = PROJECT_ROOT
 
     def replace(self, **sections: Any) -> Config:
@@ -236,7 +247,7 @@ _SECTIONS = {
     "paths": Paths, "kafka": Kafka, "flink": Flink, "topics": Topics,
     "topic_settings": TopicSettings, "contract": Contract, "event_time": EventTime,
     "generator": Generator, "archiver": Archiver, "fraud": Fraud,
-    "batch": Batch, "quality": Quality,
+    "batch": Batch, "quality": Quality, "drift": Drift,
 }
 
 

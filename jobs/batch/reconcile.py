@@ -378,6 +378,8 @@ def build(spark, cfg, start_ms: int, end_ms: int) -> dict:
         "duplicate_rate": duplicates_n / raw_in_scope if raw_in_scope else 0.0,
         "late_rate": late_n / accepted_n if accepted_n else 0.0,
     }
+    summary["metrics"] = run_metrics(accepted, raw_in_scope, accepted_n, batch_counts,
+                                     summary["rates"], unexplained, keys)
     quality_frames = {
         "accepted_transactions": accepted.select(*contract.FIELD_NAMES),
         "aggregates": batch_aggs.select(
@@ -394,6 +396,46 @@ def build(spark, cfg, start_ms: int, end_ms: int) -> dict:
             "dlq": spark.createDataFrame(dlq_rows, "error_class STRING, stream LONG, "
                                                    "batch LONG, reconciliation_class STRING"),
             "summary": summary}
+
+
+def run_metrics(accepted, raw_n: int, accepted_n: int, dlq_counts: Counter, rates: dict,
+                unexplained: int, keys: int) -> dict:
+    """What the drift checks compare from run to run (jobs/batch/drift.py)."""
+    from pyspark.sql import functions as F
+
+    from jobs.batch import drift
+
+    def mix(column):
+        return {r[0]: r[1] for r in accepted.groupBy(column).count().collect()}
+
+    quantiles = {r[0]: [float(x) for x in r[1]] for r in accepted.groupBy("currency").agg(
+        F.percentile_approx("amount_cents", list(drift.QUANTILES), 10_000)).collect()}
+    all_rates = {f"dlq.{cls}": (dlq_counts.get(cls, 0) / raw_n if raw_n else 0.0)
+                 for cls in contract.ERROR_CLASSES}
+    all_rates |= {"duplicate": rates["duplicate_rate"], "late": rates["late_rate"],
+                  "unexplained": unexplained / keys if keys else 0.0}
+    return {"raw_records": raw_n, "accepted": accepted_n, "currency_mix": mix("currency"),
+            "channel_mix": mix("channel"), "country_mix": mix("country"),
+            "amount_quantiles": quantiles, "rates": all_rates}
+
+
+def check_drift(cfg, start_ms: int, end_ms: int, metrics: dict) -> dict:
+    """Append the run's metrics to the history (one file per interval: a re-run replaces its
+    own) and compare them with the runs of earlier intervals."""
+    from jobs.batch import drift
+
+    history_dir = cfg.paths.data_dir / "quality" / "history"
+    history_dir.mkdir(parents=True, exist_ok=True)
+    earlier = []
+    for f in history_dir.glob("interval=*.json"):
+        start = int(f.stem.split("=", 1)[1].split("_")[0])
+        if start < start_ms:
+            earlier.append((start, json.loads(f.read_text())))
+    earlier.sort(key=lambda kv: kv[0])
+    result = drift.compare(metrics, [m for _, m in earlier], cfg.drift)
+    (history_dir / f"interval={start_ms}_{end_ms}.json").write_text(
+        json.dumps(metrics, sort_keys=True) + "\n")
+    return result
 
 
 def load_profiles(spark, cfg) -> dict[str, dict[int, fraud.Profile]]:
@@ -467,6 +509,9 @@ def run(cfg, start_ms: int, end_ms: int, spark) -> dict:
     results["summary"]["quality"] = quality.validate(cfg, results["quality_frames"],
                                                      out_dir.name)
     results["summary"]["data_docs"] = str(quality.docs_index(cfg))
+    checks = check_drift(cfg, start_ms, end_ms, results["summary"]["metrics"])
+    results["summary"]["drift"] = checks
+    results["summary"]["drift_flags"] = sorted(k for k, v in checks.items() if v["drifted"])
     write(results, out_dir)
     results["out_dir"] = out_dir
     return results
@@ -495,6 +540,9 @@ def main(argv=None) -> int:
           f"unexplained {s['unexplained']}; results {results['out_dir']}")
     print(f"data quality: {'suites failing: ' + ', '.join(failed) if failed else 'all suites pass'}"
           f"; Data Docs {s['data_docs']}")
+    flags = s["drift_flags"]
+    print("drift: " + ("no baseline yet" if not s["drift"] else
+                       "flagged " + ", ".join(flags) if flags else "none against the baseline"))
     return 1 if s["unexplained"] or not s["accounting"]["holds"] else 0
 
 

@@ -137,6 +137,11 @@ def test_every_difference_of_a_clean_stream_is_explained(spark, tmp_path):
     assert q["aggregates"] == {"success": True, "failed": []}
     assert q["run_rates"]["failed"] == ["expect_column_values_to_be_between"] * 3
     assert Path(s["data_docs"]).is_file()
+    # drift: the first run has no baseline; its metrics start the history
+    assert s["drift"] == {} and s["drift_flags"] == []
+    assert s["metrics"]["currency_mix"] == {"EUR": 7}
+    assert (cfg.paths.data_dir / "quality" / "history" /
+            f"interval={T0}_{T0 + 5 * W}.json").is_file()
     assert "run_rates" in Path(s["data_docs"]).read_text()
     alert_classes = classes(results["out_dir"], "alerts")
     rules = {a.alert_id: a.rule for a in stream_outputs()[3]}
@@ -172,7 +177,9 @@ def test_rerunning_an_interval_gives_the_same_files(spark, tmp_path):
     build_lake(cfg.paths.raw_dir)
     first = job.run(cfg, T0, T0 + 5 * W, spark)["out_dir"]
     before = {p.name: p.read_bytes() for p in sorted(first.iterdir())}
-    second = job.run(cfg, T0, T0 + 5 * W, spark)["out_dir"]
+    again = job.run(cfg, T0, T0 + 5 * W, spark)
+    second = again["out_dir"]
+    assert again["summary"]["drift"] == {}  # a re-run is never its own baseline
     assert second == first
     assert {p.name: p.read_bytes() for p in sorted(second.iterdir())} == before
     assert set(before) == {"aggregates.parquet", "alerts.parquet", "dlq.parquet",
