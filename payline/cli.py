@@ -115,6 +115,11 @@ def build_parser() -> _Parser:
     rc.add_argument("--end", required=True, help="end of the interval (exclusive)")
     rc.add_argument("--master", default=None, help="Spark master (default local[*])")
 
+    sc = sub.add_parser("schedule", help="reconcile each closed interval once, catching up")
+    sc.add_argument("--every", default="5m", help="interval length, e.g. 5m (default)")
+    sc.add_argument("--once", action="store_true",
+                    help="run what is due, then exit (for cron)")
+
     g = sub.add_parser("generate", help="send generated traffic to Kafka")
     _generator_args(g)
     d = sub.add_parser("demo", help="run the main job end to end on the local stack")
@@ -342,6 +347,37 @@ def cmd_reconcile(args) -> int:
     return reconcile.main(argv)
 
 
+def cmd_schedule(cfg: Config, args) -> int:
+    from payline import schedule
+
+    try:
+        every_ms = schedule.parse_every(args.every, cfg.event_time.window_ms)
+    except schedule.ScheduleError as exc:
+        print(f"payline schedule: {exc}", file=sys.stderr)
+        return 2
+    spark = None
+
+    def reconcile(start: int, end: int) -> int:
+        nonlocal spark
+        from jobs.batch import reconcile as job
+
+        spark = spark or job.spark_session(None)
+        results = job.run(cfg, start, end, spark)
+        job.report(results)
+        return job.exit_code(results["summary"])
+
+    try:
+        return schedule.run(cfg.paths.run_dir / "schedule.lock",
+                            cfg.paths.data_dir / "reconciliation" / "schedule.json",
+                            every_ms, cfg.batch.schedule_grace_ms, reconcile, once=args.once)
+    except schedule.ScheduleError as exc:
+        print(f"payline {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if spark is not None:
+            spark.stop()
+
+
 def _cli_args(args) -> list[str]:
     """The --conf/--set of this call, for a process started on its behalf."""
     out = ["--conf", str(Path(args.conf).resolve())] if args.conf else []
@@ -417,6 +453,8 @@ def _dispatch(cfg: Config, args) -> int:
         return cmd_archiver(cfg, args)
     if args.command == "reconcile":
         return cmd_reconcile(args)
+    if args.command == "schedule":
+        return cmd_schedule(cfg, args)
     raise AssertionError(args.command)
 
 

@@ -180,6 +180,9 @@ class Batch:
     # (late arrivals)
     lookback_ms: int = _int(0, None)
     lookahead_ms: int = _int(0, None)
+    # `payline schedule`: an interval is reconciled this long after its end (the stream's
+    # allowed lateness, its last checkpoint and the archiver's flush fit in it)
+    schedule_grace_ms: int = _int(0, None)
 
 
 @dataclass(frozen=True)

@@ -534,6 +534,18 @@ def main(argv=None) -> int:
     finally:
         spark.stop()
     s = results["summary"]
+    report(results)
+    return exit_code(s)
+
+
+def exit_code(summary: dict) -> int:
+    return 1 if summary["unexplained"] or not summary["accounting"]["holds"] else 0
+
+
+def report(results: dict) -> None:
+    """The run's lines for the operator."""
+    s = results["summary"]
+    start_ms, end_ms = s["interval"]["start_ms"], s["interval"]["end_ms"]
     failed = sorted(k for k, v in s["quality"].items() if not v["success"])
     print(f"reconciled [{start_ms}, {end_ms}): aggregates {s['aggregates']}, alerts "
           f"{s['alerts']}, accounting {'holds' if s['accounting']['holds'] else 'BROKEN'}; "
@@ -543,7 +555,6 @@ def main(argv=None) -> int:
     flags = s["drift_flags"]
     print("drift: " + ("no baseline yet" if not s["drift"] else
                        "flagged " + ", ".join(flags) if flags else "none against the baseline"))
-    return 1 if s["unexplained"] or not s["accounting"]["holds"] else 0
 
 
 if __name__ == "__main__":
