@@ -362,7 +362,10 @@ def cmd_schedule(cfg: Config, args) -> int:
         from jobs.batch import reconcile as job
 
         spark = spark or job.spark_session(None)
-        results = job.run(cfg, start, end, spark)
+        try:
+            results = job.run(cfg, start, end, spark)
+        except job.UsageError as exc:  # e.g. no raw log yet: nothing to schedule against
+            raise schedule.ScheduleError(f"schedule: {exc}") from None
         job.report(results)
         return job.exit_code(results["summary"])
 

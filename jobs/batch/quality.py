@@ -69,7 +69,12 @@ def validate(cfg, frames: dict, run_name: str) -> dict:
     Returns {suite: {"success": bool, "failed": [expectation types]}}."""
     import great_expectations as gx
 
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
     context = gx.get_context(mode="file", project_root_dir=str(cfg.paths.data_dir))
+    # a batch job's log is read later: no progress bars in it
+    context.variables.progress_bars = ProgressBarsConfig(globally=False,
+                                                         metric_calculations=False)
     try:
         source = context.data_sources.get("reconciliation")
     except (KeyError, ValueError):
