@@ -68,7 +68,6 @@ def validate(cfg, frames: dict, run_name: str) -> dict:
     """Run the three suites over Spark DataFrames (by suite name); refresh Data Docs.
     Returns {suite: {"success": bool, "failed": [expectation types]}}."""
     import great_expectations as gx
-
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="file", project_root_dir=str(cfg.paths.data_dir))
