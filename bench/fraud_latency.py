@@ -30,25 +30,18 @@ import platform
 import statistics
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.transactions_throughput import rest, submitted_job_id  # noqa: E402
 from payline import config as config_mod  # noqa: E402
 from payline import generator, stack  # noqa: E402
 from payline.flink_cli import flink_run  # noqa: E402
 
 WARMUP_S = 10
 TAIL_S = 10
-
-
-def rest(cfg, path: str, method: str = "GET"):
-    req = urllib.request.Request(f"{cfg.flink.rest_url}{path}", method=method)
-    with urllib.request.urlopen(req, timeout=10) as r:
-        body = r.read()
-    return json.loads(body) if body else {}
 
 
 def consume(bootstrap: str, topic: str, out_path: str, ready, stop) -> None:
@@ -76,14 +69,16 @@ def consume(bootstrap: str, topic: str, out_path: str, ready, stop) -> None:
     Path(out_path).write_text(json.dumps(seen))
 
 
-def storm_records(topic: str, at_ms: int, accounts: int = 2000) -> list:
+def storm_records(accounts: int = 2000) -> list:
+    """(key, value, txn_id): 12 transactions per account within 600 ms of event time, as
+    offsets from 0 (moved to the send time when sent)."""
     out = []
     for a in range(accounts):
         acct = f"storm-{a:05d}"
         for i in range(12):
             txn = {"txn_id": f"storm-{a:05d}-{i:02d}", "account_id": acct, "merchant_id": "m-1",
                    "amount_cents": 1000, "currency": "EUR", "kind": "purchase",
-                   "event_time_ms": at_ms + i * 50, "channel": "web", "country": "DE"}
+                   "event_time_ms": i * 50, "channel": "web", "country": "DE"}
             out.append((acct.encode(), json.dumps(txn, separators=(",", ":")).encode(),
                         txn["txn_id"]))
     return out
@@ -118,11 +113,10 @@ def main(argv=None) -> int:
 
     overrides = [f"--set=topics.{k}={v}" for k, v in names.items()]
     conf_args = ["--conf", args.conf] if args.conf else []
-    out = flink_run(cfg, ROOT / "jobs/streaming/fraud.py",
-                    [*conf_args, *overrides, "--starting-offsets", "earliest",
-                     "--group-id", f"bench-lat-{run_id}"], detached=True).stdout
-    job_id = next(w for w in out.split() if len(w) == 32 and all(
-        c in "0123456789abcdef" for c in w))
+    job_id = submitted_job_id(flink_run(
+        cfg, ROOT / "jobs/streaming/fraud.py",
+        [*conf_args, *overrides, "--starting-offsets", "earliest",
+         "--group-id", f"bench-lat-{run_id}"], detached=True).stdout)
     while rest(cfg, f"/jobs/{job_id}")["state"] != "RUNNING":
         time.sleep(0.5)
     all_running = lambda: all(v["status"] == "RUNNING"  # noqa: E731
@@ -153,7 +147,7 @@ def main(argv=None) -> int:
     # the accounts topic goes idle after event_time.idleness_ms; until then it holds the
     # watermark (profiles first), so wait that long before the timed traffic starts
     time.sleep(cfg.event_time.idleness_ms / 1000 + 2)
-    storm = storm_records(names["transactions"], 0) if args.storm else []
+    storm = storm_records() if args.storm else []
     storm_at = args.seconds / 2
     sent: dict[str, float] = {}
     print(f"sending {count:,} events at {args.rate:,.0f}/s for {args.seconds:.0f} s"
@@ -171,7 +165,7 @@ def main(argv=None) -> int:
             now_ms = int(time.time() * 1000)
             for key, value, txn_id in storm:
                 sent[txn_id] = time.time()
-                prod.produce(names["transactions"], key=key, value=_retime(value, now_ms))
+                prod.produce(names["transactions"], key=key, value=_shift(value, now_ms))
                 prod.poll(0)
             storm = []
         value = _shift(r.value, shift)
@@ -230,12 +224,6 @@ def _shift(value: bytes, shift_ms: int) -> bytes:
         obj["event_time_ms"] += shift_ms
         return json.dumps(obj, separators=(",", ":")).encode()
     return value
-
-
-def _retime(value: bytes, at_ms: int) -> bytes:
-    obj = json.loads(value)
-    obj["event_time_ms"] += at_ms
-    return json.dumps(obj, separators=(",", ":")).encode()
 
 
 if __name__ == "__main__":

@@ -35,9 +35,17 @@ from payline import generator, stack, topics  # noqa: E402
 from payline.flink_cli import flink_run  # noqa: E402
 
 
-def rest(cfg, path: str):
-    with urllib.request.urlopen(f"{cfg.flink.rest_url}{path}", timeout=10) as r:
-        return json.loads(r.read())
+def rest(cfg, path: str, method: str = "GET"):
+    req = urllib.request.Request(f"{cfg.flink.rest_url}{path}", method=method)
+    with urllib.request.urlopen(req, timeout=10) as r:
+        body = r.read()
+    return json.loads(body) if body else {}
+
+
+def submitted_job_id(flink_run_stdout: str) -> str:
+    """The job id that `flink run -d` printed."""
+    return next(w for w in flink_run_stdout.split()
+                if len(w) == 32 and all(c in "0123456789abcdef" for c in w))
 
 
 def source_records(cfg, job_id: str, vertex_id: str) -> float:
@@ -52,9 +60,7 @@ def source_records(cfg, job_id: str, vertex_id: str) -> float:
 
 def run_and_watch(cfg, python_file: Path, job_args: list[str], events: int, label: str) -> dict:
     """Submit detached, sample the source's read count each second until FINISHED."""
-    out = flink_run(cfg, python_file, job_args, detached=True).stdout
-    job_id = next(w for w in out.split() if len(w) == 32 and all(c in "0123456789abcdef"
-                                                                 for c in w))
+    job_id = submitted_job_id(flink_run(cfg, python_file, job_args, detached=True).stdout)
     samples = []  # (monotonic s, records read by the source)
     while True:
         job = rest(cfg, f"/jobs/{job_id}")

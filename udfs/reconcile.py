@@ -19,6 +19,8 @@ class (MATCH or VALUE_MISMATCH).
 
 from __future__ import annotations
 
+import dataclasses
+
 from udfs.semantics import AGGREGATE_FIELDS, Aggregate
 
 MATCH = "MATCH"
@@ -31,6 +33,7 @@ CLASSES = (MATCH, EXPLAINED_LATE, ORDER_DEPENDENT, MISSING_IN_STREAM, EXTRA_IN_S
            VALUE_MISMATCH)
 UNEXPLAINED = (MISSING_IN_STREAM, EXTRA_IN_STREAM, VALUE_MISMATCH)
 
+_KEY_FIELDS = ("account_id", "currency", "window_start_ms", "window_end_ms")
 VALUE_FIELDS = tuple(f for f in AGGREGATE_FIELDS
                      if f not in ("account_id", "currency", "window_start_ms"))
 
@@ -45,14 +48,9 @@ def with_late(stream: dict | None, late_txns: list[dict], key: tuple[str, str, i
     if not late_txns:
         return stream
     account, currency, start = key
-    agg = Aggregate(account, currency, start, start + window_ms)
-    if stream is not None:
-        agg.txn_count = stream["txn_count"]
-        agg.purchase_count = stream["purchase_count"]
-        agg.refund_count = stream["refund_count"]
-        agg.purchase_cents = stream["purchase_cents"]
-        agg.refund_cents = stream["refund_cents"]
-        agg.max_amount_cents = stream["max_amount_cents"]
+    counters = {f.name: stream[f.name] for f in dataclasses.fields(Aggregate)
+                if f.name not in _KEY_FIELDS} if stream is not None else {}
+    agg = Aggregate(account, currency, start, start + window_ms, **counters)
     for txn in late_txns:
         agg.add(txn)
     return agg.as_dict()

@@ -64,7 +64,7 @@ def docs_index(cfg) -> Path:
     return cfg.paths.data_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
 
 
-def validate(cfg, frames: dict, run_name: str) -> dict:
+def validate(cfg, frames: dict) -> dict:
     """Run the three suites over Spark DataFrames (by suite name); refresh Data Docs.
     Returns {suite: {"success": bool, "failed": [expectation types]}}."""
     import great_expectations as gx

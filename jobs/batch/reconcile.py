@@ -228,11 +228,13 @@ def build(spark, cfg, start_ms: int, end_ms: int) -> dict:
                .repartition("txn_id").sortWithinPartitions("txn_id", "partition", "offset")
                .mapInPandas(dedup_sorted(cfg.contract.dedup_horizon_ms),
                             f"{SPARK_TXN_SCHEMA}, cross_partition BOOLEAN, outcome STRING"))
+    def in_interval(column):
+        return (column >= start_ms) & (column < end_ms)
+
     window_start = F.col("event_time_ms") - F.col("event_time_ms") % w
-    in_interval = (window_start >= start_ms) & (window_start < end_ms)
-    deduped = deduped.withColumn("window_start_ms", window_start).where(in_interval).cache()
-    invalid = checked.where("error_class IS NOT NULL").where(
-        (F.col("timestamp_ms") >= start_ms) & (F.col("timestamp_ms") < end_ms))
+    deduped = (deduped.withColumn("window_start_ms", window_start)
+               .where(in_interval(F.col("window_start_ms"))).cache())
+    invalid = checked.where("error_class IS NOT NULL").where(in_interval(F.col("timestamp_ms")))
 
     # the stream's committed outputs, as archived
     def stream_json(topic, schema):
@@ -248,10 +250,9 @@ def build(spark, cfg, start_ms: int, end_ms: int) -> dict:
                              for n in contract.FIELD_NAMES)
                    + ", watermark_ms LONG, window_start_ms LONG")
     stream_aggs = stream_json(t.aggregates, agg_schema).where(
-        (F.col("window_start_ms") >= start_ms) & (F.col("window_start_ms") < end_ms))
+        in_interval(F.col("window_start_ms")))
     late_all = stream_json(t.late, late_schema)
-    late = late_all.where(
-        (F.col("window_start_ms") >= start_ms) & (F.col("window_start_ms") < end_ms))
+    late = late_all.where(in_interval(F.col("window_start_ms")))
     dlq = stream_json(t.dlq, "error_class STRING, source_topic STRING, "
                              "source_partition INT, source_offset LONG")
     stream_alerts = stream_json(t.alerts, "alert_id STRING, rule STRING, account_id STRING, "
@@ -293,15 +294,15 @@ def build(spark, cfg, start_ms: int, end_ms: int) -> dict:
     # alerts: the batch replays the rules over the accepted transactions the stream did not
     # send to late (late ones take part in no rule)
     profiles = load_profiles(spark, cfg)
+    params = cfg.fraud.params()
     late_ids = late.select("txn_id").distinct()
     on_time = accepted.join(late_ids, "txn_id", "left_anti")
     batch_alerts = (on_time.repartition("account_id")
                     .sortWithinPartitions("account_id", "event_time_ms", "txn_id")
-                    .mapInPandas(alerts_sorted(profiles, cfg.fraud.params()),
+                    .mapInPandas(alerts_sorted(profiles, params),
                                  "alert_id STRING, rule STRING, account_id STRING, "
                                  "txn_ids STRING, event_time_ms LONG"))
-    window_of_alert = F.col("event_time_ms") - F.col("event_time_ms") % w
-    alert_scope = (window_of_alert >= start_ms) & (window_of_alert < end_ms)
+    alert_scope = in_interval(window_start)  # the window of the alert's event time
     cross_ids = deduped.where("cross_partition").select("txn_id").distinct()
     b = batch_alerts.where(alert_scope).select("alert_id", "rule", "account_id", "txn_ids",
                                                "event_time_ms", F.lit(True).alias("in_batch"))
@@ -319,7 +320,6 @@ def build(spark, cfg, start_ms: int, end_ms: int) -> dict:
                  .join(cross_ids, "txn_id").select("alert_id").distinct()
                  .withColumn("order_dependent", F.lit(True)))
     # a late transaction of the account within the rules' reach (look-back and silence)
-    params = cfg.fraud.params()
     reach = params.lookback_ms + params.velocity_silence_ms
     late_near = (alerts.select("alert_id", "account_id", "event_time_ms").alias("a")
                  .join(late_all.select("account_id", F.col("event_time_ms").alias("late_ms"))
@@ -506,8 +506,7 @@ def run(cfg, start_ms: int, end_ms: int, spark) -> dict:
     results = build(spark, cfg, start_ms, end_ms)
     out_dir = cfg.paths.data_dir / "reconciliation" / f"interval={start_ms}_{end_ms}"
     # data quality is reported (summary, Data Docs), it does not decide the exit code
-    results["summary"]["quality"] = quality.validate(cfg, results["quality_frames"],
-                                                     out_dir.name)
+    results["summary"]["quality"] = quality.validate(cfg, results["quality_frames"])
     results["summary"]["data_docs"] = str(quality.docs_index(cfg))
     checks = check_drift(cfg, start_ms, end_ms, results["summary"]["metrics"])
     results["summary"]["drift"] = checks

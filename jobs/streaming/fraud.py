@@ -69,9 +69,9 @@ from jobs.streaming.txn_sql import (
     create_routed_view,
     epoch_ms_sql,
     json_epoch_ms_sql,
+    kafka_source_options,
     parse_job_args,
     rowtime_sql,
-    rules_of,
     sink_ddl,
     source_ddl,
     sql_interval,
@@ -121,8 +121,8 @@ def accounts_ddl(cfg, args) -> str:
     the transactions' back, so no rule runs before the profiles it needs are in. Later
     updates never hold it back (an idle input that wakes up behind the watermark does not
     count until it catches up)."""
-    bounded = "'scan.bounded.mode' = 'latest-offset'," if args.bounded else ""
     valid_from = json_epoch_ms_sql("valid_from_ms")
+    startup = "'scan.startup.mode' = 'earliest-offset',"
     return f"""
     CREATE TEMPORARY TABLE raw_accounts (
       `key` BYTES,
@@ -132,15 +132,7 @@ def accounts_ddl(cfg, args) -> str:
       `kafka_ts` TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
       `rowtime` AS {rowtime_sql(valid_from, cfg)},
       WATERMARK FOR `rowtime` AS `rowtime` - {sql_interval(cfg.event_time.out_of_orderness_ms)}
-    ) WITH (
-      'connector' = 'kafka',
-      'topic' = '{cfg.topics.accounts}',
-      'properties.bootstrap.servers' = '{cfg.kafka.bootstrap}',
-      'properties.group.id' = '{args.group_id}',
-      'properties.isolation.level' = 'read_committed',
-      'scan.startup.mode' = 'earliest-offset',
-      {bounded}
-      'scan.watermark.idle-timeout' = '{cfg.event_time.idleness_ms} ms',
+    ) WITH ({kafka_source_options(cfg, cfg.topics.accounts, args, startup)}
       'key.format' = 'raw',
       'key.fields' = 'key',
       'value.format' = 'raw',
@@ -292,7 +284,7 @@ def build_pipeline(t_env, transactions: str, accounts: str, sinks: dict[str, str
     tables (by output: high, medium, dlq). Creates no connector; returns the statement set."""
     routed = create_routed_view(t_env, transactions, cfg)
     t_env.create_temporary_function("validate_profile", udf(
-        ValidateProfile(rules_of(cfg)),
+        ValidateProfile(config_mod.contract_rules(cfg)),
         result_type=DataTypes.ROW([DataTypes.FIELD(n, t) for n, t in PROFILE_FIELDS])))
     fields = ", ".join(f"v.{name} AS {name}" for name, _ in PROFILE_FIELDS)
     t_env.execute_sql(f"""

@@ -83,11 +83,23 @@ def rowtime_sql(epoch_ms: str, cfg) -> str:
             f"THEN {epoch_ms} ELSE 0 END, 3)")
 
 
+def kafka_source_options(cfg, topic: str, args, startup: str) -> str:
+    """The WITH options both jobs' Kafka sources share (``startup``: the scan.startup lines)."""
+    bounded = "'scan.bounded.mode' = 'latest-offset'," if args.bounded else ""
+    return f"""
+      'connector' = 'kafka',
+      'topic' = '{topic}',
+      'properties.bootstrap.servers' = '{cfg.kafka.bootstrap}',
+      'properties.group.id' = '{args.group_id}',
+      'properties.isolation.level' = 'read_committed',
+      {startup}
+      {bounded}
+      'scan.watermark.idle-timeout' = '{cfg.event_time.idleness_ms} ms',"""
+
+
 def source_ddl(cfg, args) -> str:
     """The raw Kafka table. Event time comes from JSON with the type and range checked in
     SQL."""
-    et = cfg.event_time
-    bounded = "'scan.bounded.mode' = 'latest-offset'," if args.bounded else ""
     startup = ("'scan.startup.mode' = 'earliest-offset',"
                if args.starting_offsets == "earliest" else
                "'scan.startup.mode' = 'group-offsets', "
@@ -103,16 +115,8 @@ def source_ddl(cfg, args) -> str:
       `proctime` AS PROCTIME(),
       -- computed columns cannot refer to each other, so the extraction appears twice
       `rowtime` AS {rowtime_sql(event_time, cfg)},
-      WATERMARK FOR `rowtime` AS `rowtime` - {sql_interval(et.out_of_orderness_ms)}
-    ) WITH (
-      'connector' = 'kafka',
-      'topic' = '{cfg.topics.transactions}',
-      'properties.bootstrap.servers' = '{cfg.kafka.bootstrap}',
-      'properties.group.id' = '{args.group_id}',
-      'properties.isolation.level' = 'read_committed',
-      {startup}
-      {bounded}
-      'scan.watermark.idle-timeout' = '{et.idleness_ms} ms',
+      WATERMARK FOR `rowtime` AS `rowtime` - {sql_interval(cfg.event_time.out_of_orderness_ms)}
+    ) WITH ({kafka_source_options(cfg, cfg.topics.transactions, args, startup)}
       'format' = 'raw'
     )
     """
@@ -142,17 +146,14 @@ def sink_ddl(cfg, job_name: str, name: str, topic: str, columns: str, key_field:
     """
 
 
-def rules_of(cfg) -> Rules:
-    return config_mod.contract_rules(cfg)
-
-
 def create_routed_view(t_env, source: str, cfg) -> str:
     """Register ``validate_txn`` and the views ``validated``, ``seen`` and ``routed`` over the
     raw ``source`` table; returns "routed"."""
     et, w = cfg.event_time, cfg.event_time.window_ms
     fn = t_env.create_temporary_function
-    fn("validate_txn", udf(ValidateTransaction(rules_of(cfg)), result_type=DataTypes.ROW(
-        [DataTypes.FIELD(n, t) for n, t in VALIDATED_FIELDS])))
+    fn("validate_txn", udf(ValidateTransaction(config_mod.contract_rules(cfg)),
+                           result_type=DataTypes.ROW(
+                               [DataTypes.FIELD(n, t) for n, t in VALIDATED_FIELDS])))
 
     fields = ", ".join(f"v.{name} AS {name}" for name, _ in VALIDATED_FIELDS)
     t_env.execute_sql(f"""

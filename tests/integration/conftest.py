@@ -3,11 +3,14 @@ never collides with a developer's `payline up` on the default ports."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -86,3 +89,31 @@ def spark():
     session = reconcile.spark_session("local[2]", "payline-tests")
     yield session
     session.stop()
+
+
+def flink_api(cfg, path: str, method: str = "GET", body=None):
+    """One call of the Flink REST API; raises on an HTTP error."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(f"{cfg.flink.rest_url}{path}", data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read() or b"{}")
+
+
+def cancel_job(cfg, job_id: str) -> None:
+    flink_api(cfg, f"/jobs/{job_id}?mode=cancel", method="PATCH")
+
+
+def submit_job(stack_conf: Path, cfg, job: str, topics: dict[str, str], group: str,
+               *extra: str) -> str:
+    """`payline submit <job>` on ``topics`` (by config key, created with 3 partitions) from
+    the earliest offsets; returns the job id."""
+    from .kafka_io import create_topic
+
+    payline(stack_conf, "up")
+    for name in topics.values():
+        create_topic(cfg, name, 3)
+    overrides = [f"--set=topics.{k}={v}" for k, v in topics.items()]
+    out = payline(stack_conf, *overrides, "submit", job, "--starting-offsets", "earliest",
+                  "--group-id", group, *extra).stdout
+    return re.search(r"job id ([0-9a-f]{32})", out).group(1)

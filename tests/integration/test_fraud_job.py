@@ -14,10 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import signal
 import time
-import urllib.request
 from collections import defaultdict
 
 import pytest
@@ -26,7 +24,7 @@ from payline import generator, stack
 from payline.generator import producer
 from udfs import contract, fraud, semantics
 
-from .conftest import payline, wait_for
+from .conftest import cancel_job, flink_api, payline, submit_job, wait_for
 from .kafka_io import account_on, create_topic, read_all
 
 pytestmark = pytest.mark.integration
@@ -158,29 +156,11 @@ def expected_alerts() -> dict[str, tuple]:
 # --- running the job -----------------------------------------------------------------------------
 
 
-def rest(cfg, path, method="GET", body=None):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(f"{cfg.flink.rest_url}{path}", data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as r:
-        return json.loads(r.read() or b"{}")
-
-
 def produce(cfg, topic, records) -> None:
     prod = producer(cfg.kafka.bootstrap)
     for key, value in records:
         prod.produce(topic, key=key.encode(), value=value)
         prod.flush(30)  # one at a time: arrival order is the list's order
-
-
-def submit(stack_conf, cfg, topics, group, *extra) -> str:
-    payline(stack_conf, "up")
-    for name in topics.values():
-        create_topic(cfg, name, 3)
-    overrides = [f"--set=topics.{k}={v}" for k, v in topics.items()]
-    out = payline(stack_conf, *overrides, "submit", "fraud", "--starting-offsets", "earliest",
-                  "--group-id", group, *extra).stdout
-    return re.search(r"job id ([0-9a-f]{32})", out).group(1)
 
 
 def alerts_in(cfg, topic) -> list[dict]:
@@ -195,7 +175,7 @@ def test_alerts_equal_the_independently_computed_ones(stack_conf, stack_cfg):
     produce(cfg, topics["accounts"], [(k, v) for k, v, _ in PROFILES])
     produce(cfg, topics["transactions"], dataset())
     # bounded: reads to the current end, and the end of input moves the watermark past all
-    submit(stack_conf, cfg, topics, "it-fraud", "--bounded", "--attached")
+    submit_job(stack_conf, cfg, "fraud", topics, "it-fraud", "--bounded", "--attached")
 
     alerts = alerts_in(cfg, topics["alerts"])
     got = {a["alert_id"]: (a["rule"], a["severity"], a["account_id"], a["txn_ids"],
@@ -294,7 +274,7 @@ def wait_for_alerts(cfg, topic, want: set[str], timeout_s=240) -> set[str]:
 
 
 def completed_checkpoints(cfg, job_id) -> int:
-    return rest(cfg, f"/jobs/{job_id}/checkpoints")["counts"]["completed"]
+    return flink_api(cfg, f"/jobs/{job_id}/checkpoints")["counts"]["completed"]
 
 
 def test_a_taskmanager_killed_mid_run_loses_no_alert(stack_conf, stack_cfg):
@@ -302,7 +282,7 @@ def test_a_taskmanager_killed_mid_run_loses_no_alert(stack_conf, stack_cfg):
     first, second = generated(topics)
     want = reference_alert_ids(first + second)
     assert len(want) > 50
-    job_id = submit(stack_conf, cfg, topics, "it-fraud-crash")
+    job_id = submit_job(stack_conf, cfg, "fraud", topics, "it-fraud-crash")
     try:
         send_records(cfg, first)
         seen = completed_checkpoints(cfg, job_id)
@@ -313,10 +293,10 @@ def test_a_taskmanager_killed_mid_run_loses_no_alert(stack_conf, stack_cfg):
         send_records(cfg, second + flush_records(topics))
         stack.taskmanager_start(cfg, log=lambda _: None)
         assert wait_for_alerts(cfg, topics["alerts"], want) == want
-        restarts = rest(cfg, f"/jobs/{job_id}/exceptions")["exceptionHistory"]["entries"]
+        restarts = flink_api(cfg, f"/jobs/{job_id}/exceptions")["exceptionHistory"]["entries"]
         assert restarts, "the job never noticed the kill"
     finally:
-        rest(cfg, f"/jobs/{job_id}?mode=cancel", method="PATCH")
+        cancel_job(cfg, job_id)
 
 
 def test_a_savepoint_restored_into_a_new_job_gives_the_uninterrupted_alerts(stack_conf,
@@ -324,7 +304,7 @@ def test_a_savepoint_restored_into_a_new_job_gives_the_uninterrupted_alerts(stac
     cfg, topics = stack_cfg, topics_of("it.fraud-savepoint")
     first, second = generated(topics)
     want = reference_alert_ids(first + second)
-    job_id = submit(stack_conf, cfg, topics, "it-fraud-savepoint")
+    job_id = submit_job(stack_conf, cfg, "fraud", topics, "it-fraud-savepoint")
     send_records(cfg, first)
     seen = completed_checkpoints(cfg, job_id)
     wait_for(lambda: completed_checkpoints(cfg, job_id) >= seen + 1, 60, "a checkpoint")
@@ -332,21 +312,21 @@ def test_a_savepoint_restored_into_a_new_job_gives_the_uninterrupted_alerts(stac
     assert before and before < want  # mid-stream: some alerts out, others still to come
 
     target = cfg.paths.checkpoints_dir / "it-fraud-savepoints"
-    trigger = rest(cfg, f"/jobs/{job_id}/stop", "POST",
+    trigger = flink_api(cfg, f"/jobs/{job_id}/stop", "POST",
                    {"targetDirectory": str(target), "drain": False})["request-id"]
     status = wait_for(lambda: (lambda s: s["status"]["id"] == "COMPLETED" and s)(
-        rest(cfg, f"/jobs/{job_id}/savepoints/{trigger}")), 120, "the savepoint")
+        flink_api(cfg, f"/jobs/{job_id}/savepoints/{trigger}")), 120, "the savepoint")
     savepoint = status["operation"]["location"]
-    assert rest(cfg, f"/jobs/{job_id}")["state"] == "FINISHED"
+    assert flink_api(cfg, f"/jobs/{job_id}")["state"] == "FINISHED"
 
     send_records(cfg, second + flush_records(topics))
-    new_job = submit(stack_conf, cfg, topics, "it-fraud-savepoint",
+    new_job = submit_job(stack_conf, cfg, "fraud", topics, "it-fraud-savepoint",
                      "--from-savepoint", savepoint)
     try:
         assert wait_for_alerts(cfg, topics["alerts"], want) == want
         # restored, not recomputed from scratch: the new job started from the savepoint
-        restored = rest(cfg, f"/jobs/{new_job}/checkpoints")["latest"]["restored"]
+        restored = flink_api(cfg, f"/jobs/{new_job}/checkpoints")["latest"]["restored"]
         assert restored and restored["external_path"].rstrip("/").endswith(
             savepoint.rstrip("/").rsplit("/", 1)[-1])
     finally:
-        rest(cfg, f"/jobs/{new_job}?mode=cancel", method="PATCH")
+        cancel_job(cfg, new_job)

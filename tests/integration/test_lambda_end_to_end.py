@@ -5,9 +5,7 @@ the closed windows: nothing unexplained, late data explained, the accounting ide
 from __future__ import annotations
 
 import json
-import re
 import time
-import urllib.request
 
 import pyarrow.parquet as pq
 import pytest
@@ -16,8 +14,8 @@ from jobs.batch import reconcile as job
 from payline import archiver, generator
 from udfs import reconcile
 
-from .conftest import payline, wait_for
-from .kafka_io import create_topic, read_all
+from .conftest import cancel_job, payline, submit_job, wait_for
+from .kafka_io import read_all
 
 pytestmark = pytest.mark.integration
 
@@ -29,26 +27,18 @@ W = 60_000
 LATE_BY = 300_000
 
 
-def overrides() -> list[str]:
+def archiver_overrides() -> list[str]:
     out = [f"--set=topics.{k}={v}" for k, v in TOPICS.items()]
     return out + [r"--set=archiver.topic_pattern=^e2e\.payments\..*",
                   "--set=archiver.group_id=it-e2e", "--set=archiver.flush_interval_ms=1000"]
 
 
-def submit(stack_conf, name: str) -> str:
-    out = payline(stack_conf, *overrides(), "submit", name, "--starting-offsets", "earliest",
-                  "--group-id", f"it-e2e-{name}").stdout
-    return re.search(r"job id ([0-9a-f]{32})", out).group(1)
-
-
 def test_reconciliation_of_both_streaming_jobs_leaves_nothing_unexplained(
         stack_conf, stack_cfg, spark):
     cfg = stack_cfg
-    payline(stack_conf, "up")
-    for name in TOPICS.values():
-        create_topic(cfg, name, 3)
-    jobs = [submit(stack_conf, "transactions"), submit(stack_conf, "fraud")]
-    payline(stack_conf, *overrides(), "archiver", "start")
+    jobs = [submit_job(stack_conf, cfg, job, TOPICS, f"it-e2e-{job}")
+            for job in ("transactions", "fraud")]
+    payline(stack_conf, *archiver_overrides(), "archiver", "start")
     try:
         start_ms = (int(time.time() * 1000) // W) * W
         opts = generator.Options(
@@ -77,9 +67,7 @@ def test_reconciliation_of_both_streaming_jobs_leaves_nothing_unexplained(
     finally:
         payline(stack_conf, "archiver", "stop")
         for job_id in jobs:
-            req = urllib.request.Request(f"{cfg.flink.rest_url}/jobs/{job_id}?mode=cancel",
-                                         method="PATCH")
-            urllib.request.urlopen(req, timeout=30).read()
+            cancel_job(cfg, job_id)
 
     e2e_cfg = cfg.replace(topics=type(cfg.topics)(**{**cfg.topics.by_key(), **TOPICS}))
     results = job.run(e2e_cfg, begin_ms, end_ms, spark)

@@ -89,7 +89,7 @@ def build_lake(root: Path, *, drop_key=None, alter_key=None, drop_alert=False) -
     for key, agg in sorted(aggs.items()):
         if key == drop_key:
             continue
-        value = agg.as_dict() | {"net_cents": agg.net_cents}
+        value = agg.as_dict()
         if key == alter_key:
             value["net_cents"] += 1
         agg_rows.append((0, key.encode(), enc(value)))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import re
 import signal
 import time
 import urllib.request
@@ -25,8 +24,8 @@ import pytest
 from payline import stack
 from payline.generator import producer
 
-from .conftest import payline, wait_for
-from .kafka_io import account_on, create_topic, read_all
+from .conftest import cancel_job, flink_api, submit_job, wait_for
+from .kafka_io import account_on, read_all
 
 pytestmark = pytest.mark.integration
 
@@ -147,22 +146,6 @@ def committed_aggregates(cfg, topics=TOPICS) -> list[tuple[str, dict]]:
             for r in read_all(cfg, topics["aggregates"])]
 
 
-def submit(stack_conf, cfg, topics, group: str) -> str:
-    payline(stack_conf, "up")
-    for name in topics.values():
-        create_topic(cfg, name, 3)
-    overrides = [f"--set=topics.{k}={v}" for k, v in topics.items()]
-    out = payline(stack_conf, *overrides, "submit", "transactions",
-                  "--starting-offsets", "earliest", "--group-id", group).stdout
-    return re.search(r"job id ([0-9a-f]{32})", out).group(1)
-
-
-def cancel(cfg, job_id: str) -> None:
-    req = urllib.request.Request(f"{cfg.flink.rest_url}/jobs/{job_id}?mode=cancel",
-                                 method="PATCH")
-    urllib.request.urlopen(req, timeout=30).read()
-
-
 # PHASE_1 up to here is all accepted; the retry, the conflict, the bad records and the records
 # that move the watermark come after
 FIRST_PART = 8
@@ -205,9 +188,9 @@ def outputs(cfg, topics) -> dict[str, list]:
 
 @pytest.fixture(scope="module")
 def job(stack_conf, stack_cfg):
-    job_id = submit(stack_conf, stack_cfg, TOPICS, "it-tx")
+    job_id = submit_job(stack_conf, stack_cfg, "transactions", TOPICS, "it-tx")
     yield stack_cfg, job_id
-    cancel(stack_cfg, job_id)
+    cancel_job(stack_cfg, job_id)
 
 
 @pytest.fixture(scope="module")
@@ -221,8 +204,8 @@ def test_outputs_equal_the_independently_computed_ones(job, clean_run):
     positions = clean_run
     expected = expected_aggregates()
     # no bad record failed or restarted the job
-    assert rest(cfg, f"/jobs/{job_id}")["state"] == "RUNNING"
-    assert not rest(cfg, f"/jobs/{job_id}/exceptions")["exceptionHistory"]["entries"]
+    assert flink_api(cfg, f"/jobs/{job_id}")["state"] == "RUNNING"
+    assert not flink_api(cfg, f"/jobs/{job_id}/exceptions")["exceptionHistory"]["entries"]
 
     # aggregates: exactly the expected ones, each once
     got = committed_aggregates(cfg)
@@ -259,20 +242,16 @@ def test_outputs_equal_the_independently_computed_ones(job, clean_run):
     assert record["watermark_ms"] >= T0 + W - 1
 
 
-def rest(cfg, path):
-    with urllib.request.urlopen(f"{cfg.flink.rest_url}{path}", timeout=10) as r:
-        return json.loads(r.read())
-
-
 def job_metrics(cfg, job_id) -> dict[str, float]:
     """Every metric of every vertex whose name ends in a payline counter, summed over subtasks."""
     totals: dict[str, float] = defaultdict(float)
-    for v in rest(cfg, f"/jobs/{job_id}")["vertices"]:
-        ids = [m["id"] for m in rest(cfg, f"/jobs/{job_id}/vertices/{v['id']}/metrics")]
+    for v in flink_api(cfg, f"/jobs/{job_id}")["vertices"]:
+        ids = [m["id"] for m in flink_api(cfg, f"/jobs/{job_id}/vertices/{v['id']}/metrics")]
         wanted = [i for i in ids if ".payline." in f".{i}"]
         if not wanted:
             continue
-        for m in rest(cfg, f"/jobs/{job_id}/vertices/{v['id']}/metrics?get={','.join(wanted)}"):
+        path = f"/jobs/{job_id}/vertices/{v['id']}/metrics?get={','.join(wanted)}"
+        for m in flink_api(cfg, path):
             name = m["id"].split("payline.", 1)[1]
             totals[name] += float(m["value"])
     return totals
@@ -328,10 +307,10 @@ def test_a_taskmanager_killed_mid_run_changes_no_committed_output(stack_conf, st
     TaskManager: the job restores from the checkpoint and its read_committed outputs equal the
     clean run's record for record (nothing lost, nothing twice)."""
     cfg = stack_cfg
-    job_id = submit(stack_conf, cfg, CRASH_TOPICS, "it-crash")
+    job_id = submit_job(stack_conf, cfg, "transactions", CRASH_TOPICS, "it-crash")
 
     def completed_checkpoints() -> int:
-        return rest(cfg, f"/jobs/{job_id}/checkpoints")["counts"]["completed"]
+        return flink_api(cfg, f"/jobs/{job_id}/checkpoints")["counts"]["completed"]
 
     def crash(when):
         if when is not None:
@@ -347,9 +326,9 @@ def test_a_taskmanager_killed_mid_run_changes_no_committed_output(stack_conf, st
 
     try:
         run_dataset(cfg, CRASH_TOPICS, crash)
-        assert rest(cfg, f"/jobs/{job_id}")["state"] == "RUNNING"
-        restarts = rest(cfg, f"/jobs/{job_id}/exceptions")["exceptionHistory"]["entries"]
+        assert flink_api(cfg, f"/jobs/{job_id}")["state"] == "RUNNING"
+        restarts = flink_api(cfg, f"/jobs/{job_id}/exceptions")["exceptionHistory"]["entries"]
         assert restarts, "the job never noticed the kill"
         assert outputs(cfg, CRASH_TOPICS) == outputs(cfg, TOPICS)
     finally:
-        cancel(cfg, job_id)
+        cancel_job(cfg, job_id)
