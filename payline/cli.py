@@ -115,6 +115,10 @@ def build_parser() -> _Parser:
     rc.add_argument("--end", required=True, help="end of the interval (exclusive)")
     rc.add_argument("--master", default=None, help="Spark master (default local[*])")
 
+    pk = sub.add_parser("package-batch", help="zip the batch code for spark-submit --py-files")
+    pk.add_argument("--out", default="dist/payline-batch.zip",
+                    help="zip to write (default dist/payline-batch.zip)")
+
     sc = sub.add_parser("schedule", help="reconcile each closed interval once, catching up")
     sc.add_argument("--every", default="5m", help="interval length, e.g. 5m (default)")
     sc.add_argument("--once", action="store_true",
@@ -458,6 +462,11 @@ def _dispatch(cfg: Config, args) -> int:
         return cmd_reconcile(args)
     if args.command == "schedule":
         return cmd_schedule(cfg, args)
+    if args.command == "package-batch":
+        from payline import pyfiles
+
+        print(pyfiles.build(Path(args.out).absolute()))
+        return 0
     raise AssertionError(args.command)
 
 

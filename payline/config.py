@@ -15,7 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+_SOURCE_ROOT = Path(__file__).resolve().parent.parent
+# In a checkout, relative paths in the configuration are relative to it. Shipped as a zip
+# (spark-submit --py-files, payline/pyfiles.py), the code has no conf/ next to it: the defaults
+# travel inside the zip and relative paths are relative to the working directory.
+PROJECT_ROOT = _SOURCE_ROOT if (_SOURCE_ROOT / "conf" / "payline.toml").is_file() else Path.cwd()
+DEFAULTS_IN_ZIP = "payline/defaults.toml"
 
 
 class ConfigError(ValueError):
@@ -52,6 +57,7 @@ PORT = (1, 65535)
 class Paths:
     run_dir: Path = _path()
     data_dir: Path = _path()
+    reports_dir: Path = _path()
     checkpoints_dir: Path = _path()
 
     @property
@@ -199,6 +205,7 @@ class Drift:
     baseline_runs: int = _int(1, 1000)
     psi_threshold: float = _float(0.0, 100.0)
     amount_threshold: float = _float(0.0, 100.0)
+    amount_min_count: int = _int(1, 10**9)
     rate_change: float = _float(0.0, 1000.0)
     rate_floor: float = _float(0.0, 1.0)
 
@@ -315,6 +322,15 @@ def _coerce(key: str, raw: Any, meta: dict, root: Path) -> Any:
     raise AssertionError(kind)
 
 
+def _zipped_defaults() -> str | None:
+    """conf/payline.toml as shipped inside the batch zip (payline/pyfiles.py), if running from
+    one."""
+    import importlib.resources
+
+    entry = importlib.resources.files("payline").joinpath(DEFAULTS_IN_ZIP.split("/", 1)[1])
+    return entry.read_text() if entry.is_file() else None
+
+
 def _read_toml(path: Path) -> dict:
     try:
         with open(path, "rb") as fh:
@@ -349,7 +365,11 @@ def load(
     root: Path = PROJECT_ROOT,
 ) -> Config:
     """Load the defaults, merge an optional overlay file and --set overrides, validate all."""
-    data = _read_toml(root / "conf" / "payline.toml")
+    defaults = root / "conf" / "payline.toml"
+    if defaults.is_file() or not _zipped_defaults():
+        data = _read_toml(defaults)
+    else:
+        data = tomllib.loads(_zipped_defaults())
     overlay_file = conf_file or os.environ.get("PAYLINE_CONF")
     if overlay_file:
         _merge(data, _read_toml(Path(overlay_file)), str(overlay_file))

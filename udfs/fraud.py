@@ -241,11 +241,17 @@ def advance(state: RuleState, pending: list[dict], versions: dict[int, Profile] 
 
 
 def alerts_of(txns, profiles: dict[str, dict[int, Profile]] | None = None,
-              params: FraudParams = DEFAULT_PARAMS) -> list[Alert]:
+              params: FraudParams = DEFAULT_PARAMS,
+              states: dict[str, RuleState] | None = None) -> list[Alert]:
     """Every alert of a set of accepted, on-time transactions (the batch replay, and the
     reference the tests hold the job to): LARGE_AMOUNT per transaction, the ordered rules per
-    account in :func:`order_key` order."""
+    account in :func:`order_key` order.
+
+    ``states``: the accounts' rule states before these transactions (the state at the end of
+    the previous interval, for a batch that runs interval by interval); updated in place, so
+    afterwards it holds the state after them. Without it every account starts empty."""
     profiles = profiles or {}
+    states = {} if states is None else states
     by_account: dict[str, list[dict]] = {}
     out = []
     for txn in txns:
@@ -254,8 +260,18 @@ def alerts_of(txns, profiles: dict[str, dict[int, Profile]] | None = None,
         if found:
             out.append(found)
     for account, account_txns in by_account.items():
-        state = RuleState()
+        state = states.setdefault(account, RuleState())
         for txn in sorted(account_txns, key=order_key):
             out += step(state, txn, applicable_profile(profiles.get(account),
                                                        txn["event_time_ms"]), params)
     return out
+
+
+def state_to_json(state: RuleState) -> str:
+    return json.dumps({"recent": state.recent, "silent_until_ms": state.silent_until_ms},
+                      separators=(",", ":"))
+
+
+def state_from_json(text: str) -> RuleState:
+    d = json.loads(text)
+    return RuleState([tuple(r) for r in d["recent"]], d["silent_until_ms"])

@@ -66,7 +66,7 @@ def docs_index(cfg) -> Path:
 
 def validate(cfg, frames: dict) -> dict:
     """Run the three suites over Spark DataFrames (by suite name); refresh Data Docs.
-    Returns {suite: {"success": bool, "failed": [expectation types]}}."""
+    Returns {suite: {"success": bool, "evaluated": n, "failed": [expectation types]}}."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -96,6 +96,7 @@ def validate(cfg, frames: dict) -> dict:
                                  result_format="SUMMARY")
         results[name] = {
             "success": bool(outcome.success),
+            "evaluated": len(outcome.results),
             "failed": sorted(r.expectation_config.type for r in outcome.results
                              if not r.success),
         }

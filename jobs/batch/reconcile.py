@@ -9,14 +9,18 @@ For the windows whose start lies in [--start, --end):
 2. recomputes with ``udfs/``: validation and error classes (``udfs.contract.validate``), dedup
    in (partition, offset) order (``udfs.semantics.dedup_decision``), the windows, and the fraud
    rules' alerts (``udfs.fraud.alerts_of``) of the accepted transactions the stream did not
-   route to late;
+   route to late, continuing from the rule state the previous interval's run left
+   (``rule_state/at=<start>.parquet``; without it, replaying ``batch.lookback_ms`` first);
 3. reads what the stream committed, as archived: ``payments.account-aggregates``,
    ``payments.late-transactions``, ``payments.dlq``, ``payments.alerts``;
 4. classifies every aggregate key and window, every alert by ``alert_id`` and the DLQ count of
    every error class (``udfs.reconcile``), and checks the accounting identity
    raw records = accepted + duplicates + DLQ;
 5. writes Parquet under ``<data_dir>/reconciliation/interval=<start>_<end>/`` (replaced when
-   the same interval runs again) and ``summary.json``; exits 1 when anything is unexplained.
+   the same interval runs again) and ``summary.json``, runs the Great Expectations suites
+   (Data Docs) and the drift checks, writes the analyst report
+   ``<reports_dir>/<run>/index.html`` (jobs/batch/report.py); exits 1 when anything is
+   unexplained.
 
     SPARK_HOME=.venv/lib/python3.11/site-packages/pyspark PYSPARK_PYTHON=.venv/bin/python \\
     .venv/lib/python3.11/site-packages/pyspark/bin/spark-submit --master 'local[*]' \\
@@ -24,7 +28,10 @@ For the windows whose start lies in [--start, --end):
         [--conf FILE] [--set section.key=value]
 
 (``payline reconcile --start ... --end ...`` runs the same ``main``.) On a cluster, ship the
-code with ``--py-files`` (a zip of ``payline/``, ``udfs/``, ``jobs/``).
+code with ``--py-files``: ``payline package-batch`` writes ``dist/payline-batch.zip``
+(``payline/``, ``udfs/``, ``jobs/`` and the default configuration); relative paths in the
+configuration are then relative to the driver's working directory, so give the cluster's lake
+as an absolute ``paths.data_dir`` (``--conf`` or ``--set``).
 """
 
 from __future__ import annotations
@@ -40,7 +47,9 @@ from pathlib import Path
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # spark-submit runs this file as a script
+# spark-submit runs this file as a script: from a checkout, the packages are next to it; on a
+# cluster they come in the --py-files zip (payline/pyfiles.py)
+if (ROOT / "udfs").is_dir() and str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from payline import config as config_mod  # noqa: E402
@@ -148,21 +157,68 @@ def groups_across_batches(frames, column: str):
         yield current, rows
 
 
-def alerts_sorted(profiles: dict, params: fraud.FraudParams):
-    """Over accepted on-time rows sorted by account: every alert (udfs.fraud.alerts_of)."""
-    columns = ["alert_id", "rule", "account_id", "txn_ids", "event_time_ms"]
+ALERT_OUTPUT = ("kind STRING, alert_id STRING, rule STRING, account_id STRING, "
+                "txn_ids STRING, event_time_ms LONG, state STRING")
+
+
+def alerts_sorted(profiles: dict, params: fraud.FraudParams, states: dict[str, str],
+                  end_ms: int):
+    """Over accepted on-time rows sorted by account: every alert (udfs.fraud.alerts_of),
+    continuing from the account's rule state at the start (``states``: JSON by account), and
+    the account's rule state at ``end_ms`` (rows of kind "state")."""
+    columns = ["kind", "alert_id", "rule", "account_id", "txn_ids", "event_time_ms", "state"]
 
     def run(frames):
         out = []
         for account, txns in groups_across_batches(frames, "account_id"):
-            for a in fraud.alerts_of(txns, {account: profiles.get(account, {})}, params):
-                out.append((a.alert_id, a.rule, a.account_id, ",".join(a.txn_ids),
-                            int(a.event_time_ms)))
+            start = states.get(account)
+            state = fraud.state_from_json(start) if start else fraud.RuleState()
+            for a in fraud.alerts_of(txns, {account: profiles.get(account, {})}, params,
+                                     {account: state}):
+                out.append(("alert", a.alert_id, a.rule, a.account_id, ",".join(a.txn_ids),
+                            int(a.event_time_ms), None))
+            fraud.expire(state, end_ms, 0, params)
+            if not state.is_empty():
+                out.append(("state", None, None, account, None, None,
+                            fraud.state_to_json(state)))
             if len(out) >= 10_000:
                 yield pd.DataFrame(out, columns=columns)
                 out = []
         yield pd.DataFrame(out, columns=columns)
     return run
+
+
+def rule_state_path(cfg, at_ms: int) -> Path:
+    """The batch's fraud-rule state per account at an interval boundary: written by the run
+    that ends there, read by the run that starts there."""
+    return cfg.paths.data_dir / "reconciliation" / "rule_state" / f"at={at_ms}.parquet"
+
+
+def read_rule_state(cfg, at_ms: int) -> dict[str, str] | None:
+    import pyarrow.parquet as pq
+
+    path = rule_state_path(cfg, at_ms)
+    if not path.is_file():
+        return None
+    table = pq.read_table(path)
+    return dict(zip(table.column("account_id").to_pylist(), table.column("state").to_pylist(),
+                    strict=True))
+
+
+def write_rule_state(cfg, at_ms: int, states: dict[str, str]) -> None:
+    import os
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = rule_state_path(cfg, at_ms)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    accounts = sorted(states)
+    tmp = path.with_name("." + path.name)
+    pq.write_table(pa.table({"account_id": pa.array(accounts, pa.string()),
+                             "state": pa.array([states[a] for a in accounts], pa.string())}),
+                   tmp, compression="zstd")
+    os.replace(tmp, path)
 
 
 def classify_batches(window_ms: int):
@@ -232,8 +288,14 @@ def build(spark, cfg, start_ms: int, end_ms: int) -> dict:
         return (column >= start_ms) & (column < end_ms)
 
     window_start = F.col("event_time_ms") - F.col("event_time_ms") % w
-    deduped = (deduped.withColumn("window_start_ms", window_start)
-               .where(in_interval(F.col("window_start_ms"))).cache())
+    # the fraud rules' state carries over from interval to interval: continue from the state
+    # the run of the previous interval left, or, with none, replay the look-back before start
+    states_in = read_rule_state(cfg, start_ms)
+    replay_from = start_ms if states_in is not None else start_ms - cfg.batch.lookback_ms
+    wide = (deduped.withColumn("window_start_ms", window_start)
+            .where((F.col("window_start_ms") >= replay_from)
+                   & (F.col("window_start_ms") < end_ms)).cache())
+    deduped = wide.where(in_interval(F.col("window_start_ms")))
     invalid = checked.where("error_class IS NOT NULL").where(in_interval(F.col("timestamp_ms")))
 
     # the stream's committed outputs, as archived
@@ -295,15 +357,24 @@ def build(spark, cfg, start_ms: int, end_ms: int) -> dict:
     # send to late (late ones take part in no rule)
     profiles = load_profiles(spark, cfg)
     params = cfg.fraud.params()
-    late_ids = late.select("txn_id").distinct()
-    on_time = accepted.join(late_ids, "txn_id", "left_anti")
-    batch_alerts = (on_time.repartition("account_id")
-                    .sortWithinPartitions("account_id", "event_time_ms", "txn_id")
-                    .mapInPandas(alerts_sorted(profiles, params),
-                                 "alert_id STRING, rule STRING, account_id STRING, "
-                                 "txn_ids STRING, event_time_ms LONG"))
+    late_ids = late_all.select("txn_id").distinct()
+    on_time = (wide.where(F.col("outcome") == semantics.ACCEPTED)
+               .join(late_ids, "txn_id", "left_anti"))
+    replayed = (on_time.repartition("account_id")
+                .sortWithinPartitions("account_id", "event_time_ms", "txn_id")
+                .mapInPandas(alerts_sorted(profiles, params, states_in or {}, end_ms),
+                             ALERT_OUTPUT).cache())
+    batch_alerts = replayed.where(F.col("kind") == "alert")
+    states_out = dict(replayed.where(F.col("kind") == "state")
+                      .select("account_id", "state").collect())
+    for account, text in (states_in or {}).items():  # accounts idle in this interval
+        if account not in states_out:
+            state = fraud.state_from_json(text)
+            fraud.expire(state, end_ms, 0, params)
+            if not state.is_empty():
+                states_out[account] = fraud.state_to_json(state)
     alert_scope = in_interval(window_start)  # the window of the alert's event time
-    cross_ids = deduped.where("cross_partition").select("txn_id").distinct()
+    cross_ids = wide.where("cross_partition").select("txn_id").distinct()
     b = batch_alerts.where(alert_scope).select("alert_id", "rule", "account_id", "txn_ids",
                                                "event_time_ms", F.lit(True).alias("in_batch"))
     s = (stream_alerts.where(alert_scope).select("alert_id", F.col("rule").alias("s_rule"),
@@ -371,6 +442,8 @@ def build(spark, cfg, start_ms: int, end_ms: int) -> dict:
         "matched_pct": round(100.0 * agg_classes.get(reconcile.MATCH, 0) / keys, 3)
         if keys else None,
         "unexplained": unexplained,
+        "alert_state": {"continued_from_snapshot": states_in is not None,
+                        "replayed_from_ms": replay_from},
     }
     late_n = late.count()
     summary["rates"] = {
@@ -395,7 +468,7 @@ def build(spark, cfg, start_ms: int, end_ms: int) -> dict:
     return {"aggregates": aggregates, "alerts": alerts, "quality_frames": quality_frames,
             "dlq": spark.createDataFrame(dlq_rows, "error_class STRING, stream LONG, "
                                                    "batch LONG, reconciliation_class STRING"),
-            "summary": summary}
+            "summary": summary, "rule_state": states_out}
 
 
 def run_metrics(accepted, raw_n: int, accepted_n: int, dlq_counts: Counter, rates: dict,
@@ -501,7 +574,7 @@ def spark_session(master: str | None, app: str = "payline-reconcile"):
 
 
 def run(cfg, start_ms: int, end_ms: int, spark) -> dict:
-    from jobs.batch import quality
+    from jobs.batch import quality, report
 
     results = build(spark, cfg, start_ms, end_ms)
     out_dir = cfg.paths.data_dir / "reconciliation" / f"interval={start_ms}_{end_ms}"
@@ -512,7 +585,9 @@ def run(cfg, start_ms: int, end_ms: int, spark) -> dict:
     results["summary"]["drift"] = checks
     results["summary"]["drift_flags"] = sorted(k for k, v in checks.items() if v["drifted"])
     write(results, out_dir)
+    write_rule_state(cfg, end_ms, results["rule_state"])
     results["out_dir"] = out_dir
+    results["report"] = report.write(spark, cfg, results)
     return results
 
 
@@ -554,6 +629,7 @@ def report(results: dict) -> None:
     flags = s["drift_flags"]
     print("drift: " + ("no baseline yet" if not s["drift"] else
                        "flagged " + ", ".join(flags) if flags else "none against the baseline"))
+    print(f"report: {results['report']}")
 
 
 if __name__ == "__main__":

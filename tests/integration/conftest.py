@@ -21,6 +21,7 @@ TEST_PORTS = """
 [paths]
 run_dir = "{run}"
 data_dir = "{run}/data"
+reports_dir = "{run}/reports"
 checkpoints_dir = "{run}/checkpoints"
 
 [kafka]

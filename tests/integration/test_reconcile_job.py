@@ -11,6 +11,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from jobs.batch import quality
 from jobs.batch import reconcile as job
 from payline import archiver, config
 from udfs import fraud, reconcile, semantics
@@ -105,7 +106,8 @@ def build_lake(root: Path, *, drop_key=None, alter_key=None, drop_alert=False) -
 
 
 def cfg_for(tmp_path: Path):
-    return config.load(None, [f"paths.data_dir={tmp_path}"])
+    return config.load(None, [f"paths.data_dir={tmp_path}",
+                              f"paths.reports_dir={tmp_path / 'reports'}"])
 
 
 def classes(out_dir: Path, table: str) -> dict:
@@ -133,8 +135,9 @@ def test_every_difference_of_a_clean_stream_is_explained(spark, tmp_path):
                                                  "class": reconcile.MATCH}
     # Great Expectations: the recomputed data passes; this tiny lake's rates do not
     q = s["quality"]
-    assert q["accepted_transactions"] == {"success": True, "failed": []}
-    assert q["aggregates"] == {"success": True, "failed": []}
+    suites = quality._expectations(cfg)
+    for name in ("accepted_transactions", "aggregates"):
+        assert q[name] == {"success": True, "evaluated": len(suites[name]), "failed": []}
     assert q["run_rates"]["failed"] == ["expect_column_values_to_be_between"] * 3
     assert Path(s["data_docs"]).is_file()
     # drift: the first run has no baseline; its metrics start the history
@@ -168,7 +171,8 @@ def test_tampered_stream_output_is_reported_exactly_and_fails_the_run(spark, tmp
     # the command exits non-zero on it (same session: getOrCreate returns it; keep it open)
     monkeypatch.setattr(spark, "stop", lambda: None)
     code = job.main(["--start", str(T0), "--end", str(T0 + 5 * W),
-                     "--set", f"paths.data_dir={tmp_path}"])
+                     "--set", f"paths.data_dir={tmp_path}",
+                     "--set", f"paths.reports_dir={tmp_path / 'reports'}"])
     assert code == 1
 
 
@@ -195,3 +199,83 @@ def test_a_bad_argument_gets_one_line_naming_it(args, message, capsys):
     assert job.main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"reconcile: {message}") and "\n" not in err
+
+
+def test_the_analyst_report_shows_the_run_and_opens_without_a_server(spark, tmp_path):
+    import re
+    import xml.etree.ElementTree as ET
+
+    cfg = cfg_for(tmp_path)
+    a2_w0 = semantics.aggregate_key("a2", "EUR", T0)
+    build_lake(cfg.paths.raw_dir, drop_key=a2_w0, drop_alert=True)
+    results = job.run(cfg, T0, T0 + 5 * W, spark)
+    page = results["report"]
+    assert page == cfg.paths.reports_dir / "20260101T000000Z_20260101T000500Z" / "index.html"
+    doc = json.loads((page.parent / "summary.json").read_text())
+    assert doc["headline"]["unexplained"] == 2
+    assert doc["reconciliation"] == json.loads((results["out_dir"] / "summary.json").read_text())
+    # stream vs batch per window: a2's dropped aggregate and a1's late transaction are the gap
+    assert [(w["window_start_ms"], w["stream_txn_count"], w["batch_txn_count"])
+            for w in doc["windows"]] == [(T0, 3, 5), (T0 + W, 2, 2)]
+    # the sample lists the unexplained keys first
+    first = doc["sample_aggregates"][0]
+    assert (first["account_id"], first["reconciliation_class"]) == ("a2",
+                                                                    reconcile.MISSING_IN_STREAM)
+    assert [a["reconciliation_class"] for a in doc["sample_alerts"]] == [
+        reconcile.MISSING_IN_STREAM]
+    text = page.read_text()
+    assert "MISSING_IN_STREAM" in text and "EXPLAINED_LATE" in text
+    # every link and image resolves from the file system; the charts are well-formed SVG
+    targets = re.findall(r'(?:href|src)="([^"]+)"', text)
+    assert {t for t in targets if t.endswith(".svg")} == {
+        "windows.svg", "classes.svg", "history.svg", "amounts.svg"}
+    for t in targets:
+        assert (page.parent / t).exists(), t
+        if t.endswith(".svg"):
+            ET.parse(page.parent / t)
+    assert any(t.endswith("local_site/index.html") for t in targets)  # Data Docs
+    index = (cfg.paths.reports_dir / "index.html").read_text()
+    assert f'href="{page.parent.name}/index.html"' in index
+
+
+def test_spark_submit_runs_the_job_from_the_py_files_zip_alone(tmp_path):
+    """The cluster path: spark-submit with --py-files and an interpreter that has pyspark,
+    pandas and pyarrow but not this project (the editable install's .pth is not read, -S);
+    the entry script is a copy outside the checkout."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import sysconfig
+
+    import pyspark
+
+    from payline import pyfiles
+
+    zipped = pyfiles.build(tmp_path / "payline-batch.zip")
+    python = tmp_path / "python"
+    python.write_text("#!/bin/sh\n"
+                      f'PYTHONPATH="${{PYTHONPATH:+$PYTHONPATH:}}{sysconfig.get_paths()["purelib"]}"'
+                      f' exec {sys.executable} -S "$@"\n')
+    python.chmod(0o755)
+    work = tmp_path / "work"
+    work.mkdir()
+    bare = subprocess.run([str(python), "-c", "import payline"], cwd=work, capture_output=True)
+    assert bare.returncode != 0, "the interpreter must not see the checkout"
+    entry = tmp_path / "entry" / "reconcile.py"
+    entry.parent.mkdir()
+    shutil.copy(job.__file__, entry)
+    build_lake(work / "data" / "raw")  # the default data_dir, relative to the working directory
+    home = Path(pyspark.__file__).parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPARK", "SPARK"))}
+    env |= {"SPARK_HOME": str(home), "PYSPARK_PYTHON": str(python),
+            "PYSPARK_DRIVER_PYTHON": str(python)}
+    done = subprocess.run(
+        [str(home / "bin" / "spark-submit"), "--master", "local[2]", "--py-files", str(zipped),
+         str(entry), "--start", str(T0), "--end", str(T0 + 5 * W)],
+        cwd=work, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "unexplained 0" in done.stdout
+    out_dir = work / "data" / "reconciliation" / f"interval={T0}_{T0 + 5 * W}"
+    assert classes(out_dir, "aggregates")[("a1", T0)] == reconcile.EXPLAINED_LATE
+    assert (work / "reports" / "20260101T000000Z_20260101T000500Z" / "index.html").is_file()

@@ -46,7 +46,15 @@ def test_a_doubled_invalid_rate_is_flagged():
 
 
 def test_shifted_amounts_are_flagged_by_wasserstein():
-    assert flagged(metrics(99, amount_scale=1.6)) == ["wasserstein.amount.EUR"]
+    assert flagged(metrics(99, amount_scale=1.7)) == ["wasserstein.amount.EUR"]  # 0.23 decades
+    assert flagged(metrics(99, amount_scale=100)) == ["wasserstein.amount.EUR"]  # cents as units
+    assert flagged(metrics(99, amount_scale=1.45)) == []                        # 0.16 decades
+
+
+def test_a_currency_with_too_few_transactions_is_not_checked_for_amounts():
+    current = metrics(99, amount_scale=100, eur_share=0.0149)  # 149 EUR transactions
+    assert not any(k.startswith("wasserstein") for k in
+                   drift.compare(current, HISTORY, PARAMS))
 
 
 def test_no_baseline_no_checks():
