@@ -279,3 +279,26 @@ def test_spark_submit_runs_the_job_from_the_py_files_zip_alone(tmp_path):
     out_dir = work / "data" / "reconciliation" / f"interval={T0}_{T0 + 5 * W}"
     assert classes(out_dir, "aggregates")[("a1", T0)] == reconcile.EXPLAINED_LATE
     assert (work / "reports" / "20260101T000000Z_20260101T000500Z" / "index.html").is_file()
+
+
+def test_consecutive_intervals_carry_the_rule_state_across_their_boundary(spark, tmp_path):
+    """A busy account whose VELOCITY alerts chain across the boundary of two runs: the second
+    run continues from the state the first one left, and both reconcile exactly."""
+    cfg = cfg_for(tmp_path)
+    hot = [txn(f"h{i:02d}", "a9", 500, i * 4000) for i in range(60)]  # 15 a minute, 4 min
+    write_topic(cfg.paths.raw_dir, TOPICS.transactions, [(0, b"a9", enc(t)) for t in hot])
+    aggs = semantics.aggregate(hot, W)
+    write_topic(cfg.paths.raw_dir, TOPICS.aggregates,
+                [(0, k.encode(), enc(a.as_dict())) for k, a in sorted(aggs.items())],
+                ts=T0 + 300_000)
+    alerts = fraud.alerts_of(hot)
+    assert sum(a.rule == "VELOCITY" for a in alerts) >= 3
+    write_topic(cfg.paths.raw_dir, TOPICS.alerts,
+                [(0, b"a9", a.record(T0).encode()) for a in alerts], ts=T0 + 300_000)
+    first = job.run(cfg, T0, T0 + 2 * W, spark)["summary"]
+    assert first["alert_state"] == {"continued_from_snapshot": False,
+                                    "replayed_from_ms": T0 - cfg.batch.lookback_ms}
+    second = job.run(cfg, T0 + 2 * W, T0 + 5 * W, spark)["summary"]
+    assert second["alert_state"]["continued_from_snapshot"] is True
+    assert first["unexplained"] == second["unexplained"] == 0
+    assert first["alerts"]["MATCH"] + second["alerts"]["MATCH"] == len(alerts)
