@@ -115,6 +115,28 @@ def build_parser() -> _Parser:
     rc.add_argument("--end", required=True, help="end of the interval (exclusive)")
     rc.add_argument("--master", default=None, help="Spark master (default local[*])")
 
+    rl = sub.add_parser("release", help="bundle a streaming job's code as an immutable version")
+    rl.add_argument("job", choices=sorted(STREAMING_JOBS))
+    rl.add_argument("--version", default=None, help="default: git describe")
+    dp = sub.add_parser("deploy", help="start a released version of a job, wait until it runs")
+    dp.add_argument("job", choices=sorted(STREAMING_JOBS))
+    dp.add_argument("--version", default=None, help="default: the latest release")
+    dp.add_argument("--parallelism", type=_positive_int, default=None)
+    dp.add_argument("--from-savepoint", metavar="PATH", default=None)
+    up = sub.add_parser("upgrade", help="stop-with-savepoint, then start another version from it")
+    up.add_argument("job", choices=sorted(STREAMING_JOBS))
+    up.add_argument("--version", required=True)
+    up.add_argument("--allow-non-restored-state", action="store_true",
+                    help="drop the state of operators the new version no longer has")
+    rb = sub.add_parser("rollback", help="back to the version before the last upgrade")
+    rb.add_argument("job", choices=sorted(STREAMING_JOBS))
+    rb.add_argument("--to-savepoint", metavar="PATH", default=None,
+                    help="default: the savepoint taken at the upgrade")
+    sp = sub.add_parser("savepoint", help="trigger a savepoint of a running job")
+    sp.add_argument("job", choices=sorted(STREAMING_JOBS))
+    sps = sub.add_parser("savepoints", help="list a job's savepoints")
+    sps.add_argument("job", choices=sorted(STREAMING_JOBS))
+
     pk = sub.add_parser("package-batch", help="zip the batch code for spark-submit --py-files")
     pk.add_argument("--out", default="dist/payline-batch.zip",
                     help="zip to write (default dist/payline-batch.zip)")
@@ -258,6 +280,52 @@ def _running_job(cfg: Config, name: str) -> str | None:
         if job["name"] == name and job["state"] in ("RUNNING", "CREATED", "RESTARTING"):
             return job["jid"]
     return None
+
+
+def cmd_ops(cfg: Config, args) -> int:
+    """release / deploy / upgrade / rollback / savepoint / savepoints (payline/ops.py)."""
+    from payline import ops
+
+    def job_args():  # the job reads the same configuration as this command
+        out = ["--conf", args.conf] if args.conf else []
+        for item in args.set:
+            out += ["--set", item]
+        return tuple(out)
+
+    try:
+        if args.command == "release":
+            m = ops.release(cfg, args.job, args.version)
+            print(f"released {args.job} {m['version']} (commit {m['commit']}): "
+                  f"{ops.release_dir(cfg, args.job, m['version'])}")
+        elif args.command == "deploy":
+            d = ops.deploy(cfg, args.job, args.version, args.parallelism, args.from_savepoint,
+                           job_args())
+            print(f"deployed {args.job} {d['version']}: job {d['job_id']} running; "
+                  f"web UI {cfg.flink.rest_url}")
+        elif args.command == "upgrade":
+            d = ops.upgrade(cfg, args.job, args.version, args.allow_non_restored_state)
+            print(f"upgraded {args.job} {d['upgraded_from']} -> {d['version']} through "
+                  f"{d['savepoint']}: job {d['job_id']} running")
+        elif args.command == "rollback":
+            d = ops.rollback(cfg, args.job, args.to_savepoint)
+            print(f"rolled {args.job} back to {d['version']} from {d['from_savepoint']}: "
+                  f"job {d['job_id']} running")
+        elif args.command == "savepoint":
+            r = ops.savepoint(cfg, args.job)
+            print(f"savepoint of {args.job} {r['version']}: {r['path']} "
+                  f"({r['size_bytes']:,} bytes)")
+        else:
+            rows = ops.savepoints(cfg, args.job)
+            if not rows:
+                print(f"no savepoints of {args.job}")
+            for r in rows:
+                when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r["time_ms"] / 1000))
+                print(f"{when}Z  {r['version'] or '?':<24} {r['reason']:<10} "
+                      f"{r['size_bytes']:>12,} B  {r['path']}  ({r['deployment']})")
+    except ops.OpsError as exc:
+        print(f"payline {args.command}: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_demo(cfg: Config, args) -> int:
@@ -462,6 +530,8 @@ def _dispatch(cfg: Config, args) -> int:
         return cmd_reconcile(args)
     if args.command == "schedule":
         return cmd_schedule(cfg, args)
+    if args.command in ("release", "deploy", "upgrade", "rollback", "savepoint", "savepoints"):
+        return cmd_ops(cfg, args)
     if args.command == "package-batch":
         from payline import pyfiles
 

@@ -58,6 +58,7 @@ class Paths:
     run_dir: Path = _path()
     data_dir: Path = _path()
     reports_dir: Path = _path()
+    ops_dir: Path = _path()
     checkpoints_dir: Path = _path()
 
     @property

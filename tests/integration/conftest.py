@@ -22,6 +22,7 @@ TEST_PORTS = """
 run_dir = "{run}"
 data_dir = "{run}/data"
 reports_dir = "{run}/reports"
+ops_dir = "{run}/ops"
 checkpoints_dir = "{run}/checkpoints"
 
 [kafka]

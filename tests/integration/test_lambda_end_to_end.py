@@ -78,6 +78,10 @@ def test_reconciliation_of_both_streaming_jobs_leaves_nothing_unexplained(
     assert s["accounting"]["holds"], s
     assert s["accounting"]["duplicates"] > 0 and s["accounting"]["dlq"] > 0, s
     assert s["alerts"].get(reconcile.MATCH, 0) > 0, s
+    # the analyst report of the run, with the same headline
+    page = json.loads((results["report"].parent / "summary.json").read_text())
+    assert page["headline"]["unexplained"] == 0 and page["headline"]["accounting_holds"]
+    assert sum(w["batch_txn_count"] for w in page["windows"]) == s["accounting"]["accepted"]
     # EXPLAINED_LATE rows hold exactly: the stream's aggregate plus its late records of the
     # window is the batch's, recomputed here field by field
     rows = pq.read_table(results["out_dir"] / "aggregates.parquet").to_pylist()

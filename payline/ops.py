@@ -1,0 +1,488 @@
+"""Releases, deployments, savepoints, upgrades and rollbacks of the streaming jobs.
+
+Everything lives under ``paths.ops_dir`` (default ``ops/``, kept across ``payline down``):
+
+* ``releases/<job>/<version>/``: the immutable bundle of a job version: ``bundle.zip`` (the
+  ``payline``, ``udfs`` and ``jobs`` packages and the default configuration, shipped to the
+  TaskManagers with ``--pyFiles``), ``tree/`` (the same files unpacked, read-only: the client
+  runs the job script from there) and ``manifest.json`` (job, version, git commit, time, the
+  sha256 of every file). A version is never overwritten.
+* ``deployments.jsonl``: one line per deployment (job, version, Flink job id, parallelism,
+  the savepoint it started from).
+* ``savepoints.jsonl``: one line per savepoint (job, version, path, size, time, the deployment
+  that made it, why).
+* ``audit.log``: one JSON line per deploy / upgrade / rollback / savepoint: who, when, what,
+  from which savepoint, outcome. Only appended to.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import re
+import shutil
+import socket
+import struct
+import subprocess
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from payline.config import Config
+
+JOBS = {"transactions": ("transactions.py", "payline-transactions"),
+        "fraud": ("fraud.py", "payline-fraud")}
+VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
+
+
+class OpsError(RuntimeError):
+    """An operation that failed; str(error) is the message for the operator."""
+
+
+# --- records -------------------------------------------------------------------------------------
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _append(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+def _read(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def audit(cfg: Config, action: str, job: str, outcome: str, **details) -> None:
+    _append(cfg.paths.ops_dir / "audit.log", {
+        "time": datetime.now(UTC).isoformat(timespec="seconds"), "user": getpass.getuser(),
+        "host": socket.gethostname(), "action": action, "job": job, "outcome": outcome,
+        **details})
+
+
+def deployments(cfg: Config, job: str) -> list[dict]:
+    return [d for d in _read(cfg.paths.ops_dir / "deployments.jsonl") if d["job"] == job]
+
+
+def savepoints(cfg: Config, job: str) -> list[dict]:
+    return [s for s in _read(cfg.paths.ops_dir / "savepoints.jsonl") if s["job"] == job]
+
+
+# --- releases ------------------------------------------------------------------------------------
+
+
+def _check_job(job: str) -> None:
+    if job not in JOBS:
+        raise OpsError(f"job: unknown job {job!r}; expected one of {', '.join(sorted(JOBS))}")
+
+
+def git_version(root: Path) -> str:
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty", "--tags"], cwd=root,
+                             capture_output=True, text=True, timeout=10)
+    except OSError:
+        out = None
+    if out is None or out.returncode != 0 or not out.stdout.strip():
+        raise OpsError("--version: not a git checkout here; give the version explicitly")
+    return out.stdout.strip()
+
+
+def release_dir(cfg: Config, job: str, version: str) -> Path:
+    return cfg.paths.ops_dir / "releases" / job / version
+
+
+def release(cfg: Config, job: str, version: str | None = None,
+            source: Path | None = None) -> dict:
+    """Bundle ``job`` from ``source`` (default: this checkout) as ``version``."""
+    from payline import pyfiles
+
+    _check_job(job)
+    source = source or cfg.root
+    version = version or git_version(source)
+    if not VERSION_RE.match(version):
+        raise OpsError(f"--version: {version!r} is not a version (letters, digits, . _ + -)")
+    final = release_dir(cfg, job, version)
+    if final.exists():
+        raise OpsError(f"release: {job} {version} exists; releases are immutable "
+                       f"(give another --version)")
+    tmp = final.with_name(f".{version}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    bundle = pyfiles.build(tmp / "bundle.zip", source)
+    files = {}
+    with zipfile.ZipFile(bundle) as zf:
+        zf.extractall(tmp / "tree")
+        for name in sorted(zf.namelist()):
+            files[name] = hashlib.sha256(zf.read(name)).hexdigest()
+    (tmp / "tree" / "conf").mkdir()  # the client's config root: defaults of this version
+    shutil.copy(source / "conf" / "payline.toml", tmp / "tree" / "conf" / "payline.toml")
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=source, capture_output=True,
+                            text=True).stdout.strip() or None
+    manifest = {"job": job, "version": version, "commit": commit, "created_ms": _now_ms(),
+                "script": f"jobs/streaming/{JOBS[job][0]}", "files": files,
+                "uids": declared_uids(tmp / "tree")}
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    for p in sorted(tmp.rglob("*"), reverse=True):
+        if p.is_file():  # read-only files; the folders stay removable by their owner
+            p.chmod(0o444)
+    tmp.rename(final)
+    audit(cfg, "release", job, "ok", version=version, commit=commit)
+    return manifest
+
+
+def releases(cfg: Config, job: str) -> list[dict]:
+    root = cfg.paths.ops_dir / "releases" / job
+    out = [json.loads((d / "manifest.json").read_text()) for d in sorted(root.glob("*"))
+           if (d / "manifest.json").is_file()] if root.is_dir() else []
+    return sorted(out, key=lambda m: m["created_ms"])
+
+
+def manifest_of(cfg: Config, job: str, version: str | None) -> dict:
+    known = releases(cfg, job)
+    if not known:
+        raise OpsError(f"deploy: no release of {job}; make one with `payline release {job}`")
+    if version is None:
+        return known[-1]
+    for m in known:
+        if m["version"] == version:
+            return m
+    raise OpsError(f"--version: no release {version!r} of {job} (have: "
+                   f"{', '.join(m['version'] for m in known)})")
+
+
+# --- operator ids -------------------------------------------------------------------------------
+
+
+def declared_uids(tree: Path) -> list[str]:
+    """The uids a job's code gives its DataStream operators (``.uid("...")``)."""
+    found = set()
+    for f in (tree / "jobs" / "streaming").glob("*.py"):
+        found |= set(re.findall(r"\.uid\(\s*[\"']([^\"']+)[\"']\s*\)", f.read_text()))
+    return sorted(found)
+
+
+def _fmix(k: int) -> int:
+    m = 0xFFFFFFFFFFFFFFFF
+    k ^= k >> 33
+    k = (k * 0xFF51AFD7ED558CCD) & m
+    k ^= k >> 33
+    k = (k * 0xC4CEB9FE1A85EC53) & m
+    return k ^ (k >> 33)
+
+
+def _rotl(x: int, r: int) -> int:
+    return ((x << r) | (x >> (64 - r))) & 0xFFFFFFFFFFFFFFFF
+
+
+def operator_id(uid: str) -> str:
+    """Flink's operator id of a uid: murmur3_x64_128 (seed 0) of its UTF-8 bytes, as Guava
+    and Flink's StreamGraphHasherV2 compute it, in hex."""
+    m = 0xFFFFFFFFFFFFFFFF
+    c1, c2 = 0x87C37B91114253D5, 0x4CF5AD432745937F
+    data = uid.encode("utf-8")
+    h1 = h2 = 0
+    n = len(data) // 16
+    for i in range(n):
+        k1, k2 = struct.unpack_from("<QQ", data, i * 16)
+        k1 = (_rotl((k1 * c1) & m, 31) * c2) & m
+        h1 ^= k1
+        h1 = (_rotl(h1, 27) + h2) & m
+        h1 = (h1 * 5 + 0x52DCE729) & m
+        k2 = (_rotl((k2 * c2) & m, 33) * c1) & m
+        h2 ^= k2
+        h2 = (_rotl(h2, 31) + h1) & m
+        h2 = (h2 * 5 + 0x38495AB5) & m
+    tail = data[n * 16:]
+    k1 = k2 = 0
+    for i in range(len(tail) - 1, 7, -1):
+        k2 ^= tail[i] << (8 * (i - 8))
+    if len(tail) > 8:
+        h2 ^= (_rotl((k2 * c2) & m, 33) * c1) & m
+    for i in range(min(len(tail), 8) - 1, -1, -1):
+        k1 ^= tail[i] << (8 * i)
+    if tail:
+        h1 ^= (_rotl((k1 * c1) & m, 31) * c2) & m
+    h1 ^= len(data)
+    h2 ^= len(data)
+    h1 = (h1 + h2) & m
+    h2 = (h2 + h1) & m
+    h1, h2 = _fmix(h1), _fmix(h2)
+    h1 = (h1 + h2) & m
+    h2 = (h2 + h1) & m
+    return struct.pack("<QQ", h1, h2).hex()
+
+
+def unmatched_operators(message: str) -> list[str]:
+    """The operator ids in Flink's "Cannot map checkpoint/savepoint state for operator X"."""
+    return sorted(set(re.findall(r"state for operator ([0-9a-f]{32})", message)))
+
+
+def _unmatched_lines(text: str) -> str:
+    """Flink's restore errors, kept whole in front of a truncated stack trace."""
+    ids = unmatched_operators(text)
+    return "".join(f"Cannot map checkpoint/savepoint state for operator {i}. " for i in ids)
+
+
+def name_operators(ids: list[str], uids: list[str]) -> list[str]:
+    by_id = {operator_id(u): u for u in uids}
+    return [f"uid {by_id[i]!r}" if i in by_id else f"operator {i} (a uid generated from the "
+            f"SQL plan)" for i in ids]
+
+
+# --- Flink REST ---------------------------------------------------------------------------------
+
+
+def _rest(cfg: Config, path: str, body: dict | None = None, timeout_s: float = 10.0):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(f"{cfg.flink.rest_url}{path}", data=data,
+                                 method="POST" if body is not None else "GET",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as r:
+            raw = r.read()
+    except urllib.error.HTTPError as exc:
+        raise OpsError(f"flink: {path}: HTTP {exc.code} {exc.read()[:300]!r}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise OpsError(f"flink: no REST API at {cfg.flink.rest_url} ({exc}); is it up?") \
+            from None
+    return json.loads(raw) if raw else {}
+
+
+def running_job(cfg: Config, job: str) -> str | None:
+    name = JOBS[job][1]
+    for j in _rest(cfg, "/jobs/overview").get("jobs", []):
+        if j["name"] == name and j["state"] in ("RUNNING", "CREATED", "RESTARTING",
+                                                 "INITIALIZING"):
+            return j["jid"]
+    return None
+
+
+def wait_running(cfg: Config, job_id: str, timeout_s: float = 120.0) -> None:
+    """Until every task of the job runs; OpsError with the root cause when it fails."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        info = _rest(cfg, f"/jobs/{job_id}")
+        state = info.get("state")
+        if state in ("FAILED", "CANCELED", "FINISHED"):
+            exc = _rest(cfg, f"/jobs/{job_id}/exceptions")
+            root = (exc.get("root-exception") or "") + "".join(
+                e.get("stacktrace", "") for e in exc.get("exceptionHistory", {})
+                .get("entries", []))
+            raise OpsError(f"job {job_id} {state}: {_unmatched_lines(root)}{root[:3000]}")
+        if state == "RUNNING" and all(v["status"] == "RUNNING"
+                                      for v in info.get("vertices", [])):
+            return
+        time.sleep(1)
+    raise OpsError(f"job {job_id}: not running after {timeout_s:.0f} s")
+
+
+def _wait_savepoint(cfg: Config, job_id: str, request_id: str, timeout_s: float) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        st = _rest(cfg, f"/jobs/{job_id}/savepoints/{request_id}")
+        if st.get("status", {}).get("id") == "COMPLETED":
+            op = st.get("operation", {})
+            if "failure-cause" in op:
+                cause = op["failure-cause"].get("stack-trace", "")[:2000]
+                raise OpsError(f"savepoint of job {job_id} failed: {cause}")
+            return op["location"]
+        time.sleep(0.5)
+    raise OpsError(f"savepoint of job {job_id}: not done after {timeout_s:.0f} s")
+
+
+def _dir_size(location: str) -> int:
+    path = Path(location.removeprefix("file:"))
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() \
+        else 0
+
+
+def _record_savepoint(cfg, job, job_id, location, reason) -> dict:
+    current = current_deployment(cfg, job)
+    rec = {"job": job, "job_id": job_id, "path": location, "size_bytes": _dir_size(location),
+           "time_ms": _now_ms(), "version": current["version"] if current else None,
+           "deployment": current["deployment"] if current else None, "reason": reason}
+    _append(cfg.paths.ops_dir / "savepoints.jsonl", rec)
+    return rec
+
+
+# --- deploy, savepoint, upgrade, rollback ---------------------------------------------------------
+
+
+def current_deployment(cfg: Config, job: str) -> dict | None:
+    ok = [d for d in deployments(cfg, job) if d.get("outcome") == "running"]
+    return ok[-1] if ok else None
+
+
+def _submit(cfg: Config, manifest: dict, parallelism: int | None, from_savepoint: str | None,
+            job_args: list[str], allow_non_restored: bool = False) -> str:
+    from payline.flink_cli import connector_jars
+    from payline.stack import flink_bin, flink_env, render_flink_conf
+
+    job, version = manifest["job"], manifest["version"]
+    rel = release_dir(cfg, job, version)
+    render_flink_conf(cfg)
+    cmd = [flink_bin("flink"), "run", "-d"]
+    if from_savepoint:
+        cmd += ["-s", from_savepoint]
+        if allow_non_restored:
+            cmd.append("--allowNonRestoredState")
+    if parallelism:
+        cmd += ["-p", str(parallelism)]
+    for jar in connector_jars(cfg):
+        cmd += ["--jarfile", str(jar)]
+    cmd += ["--pyFiles", str(rel / "bundle.zip"),
+            "--python", str(rel / "tree" / manifest["script"]), *job_args]
+    env = flink_env(cfg)
+    # the client imports this version's packages, not the checkout's
+    env["PYTHONPATH"] = str(rel / "tree")
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=cfg.root,
+                          timeout=300)
+    found = re.search(r"JobID ([0-9a-f]{32})", proc.stdout)
+    if proc.returncode != 0 or not found:
+        text = proc.stdout + proc.stderr
+        raise OpsError(f"flink run {job} {version} failed (exit {proc.returncode}): "
+                       f"{_unmatched_lines(text)}{text[-3000:]}")
+    return found.group(1)
+
+
+def deploy(cfg: Config, job: str, version: str | None = None, parallelism: int | None = None,
+           from_savepoint: str | None = None, job_args: tuple[str, ...] = (),
+           action: str = "deploy", allow_non_restored: bool = False) -> dict:
+    """Submit a release, wait until it runs, record the deployment."""
+    _check_job(job)
+    manifest = manifest_of(cfg, job, version)
+    if action == "deploy":
+        already = running_job(cfg, job)
+        if already:
+            raise OpsError(f"deploy: {job} is already running (job {already}); use "
+                           f"`payline upgrade {job} --version V`")
+    record = {"job": job, "version": manifest["version"], "parallelism": parallelism,
+              "from_savepoint": from_savepoint, "time_ms": _now_ms(), "action": action,
+              "deployment": f"{job}-{_now_ms()}", "job_args": list(job_args)}
+    try:
+        job_id = _submit(cfg, manifest, parallelism, from_savepoint, list(job_args),
+                         allow_non_restored)
+        record["job_id"] = job_id
+        wait_running(cfg, job_id)
+    except OpsError as exc:
+        record["outcome"] = "failed"
+        _append(cfg.paths.ops_dir / "deployments.jsonl", record)
+        audit(cfg, action, job, "failed", version=manifest["version"],
+              from_savepoint=from_savepoint, error=str(exc)[:500])
+        raise
+    record["outcome"] = "running"
+    _append(cfg.paths.ops_dir / "deployments.jsonl", record)
+    audit(cfg, action, job, "ok", version=manifest["version"], job_id=job_id,
+          parallelism=parallelism, from_savepoint=from_savepoint)
+    return record
+
+
+def savepoint(cfg: Config, job: str, reason: str = "manual", timeout_s: float = 300) -> dict:
+    _check_job(job)
+    job_id = running_job(cfg, job)
+    if not job_id:
+        raise OpsError(f"savepoint: {job} is not running")
+    target = f"file://{cfg.paths.checkpoints_dir / 'savepoints'}"
+    rid = _rest(cfg, f"/jobs/{job_id}/savepoints",
+                {"target-directory": target, "cancel-job": False})["request-id"]
+    try:
+        location = _wait_savepoint(cfg, job_id, rid, timeout_s)
+    except OpsError as exc:
+        audit(cfg, "savepoint", job, "failed", job_id=job_id, error=str(exc)[:500])
+        raise
+    rec = _record_savepoint(cfg, job, job_id, location, reason)
+    audit(cfg, "savepoint", job, "ok", job_id=job_id, savepoint=location)
+    return rec
+
+
+def stop_with_savepoint(cfg: Config, job: str, reason: str, timeout_s: float = 300) -> dict:
+    job_id = running_job(cfg, job)
+    if not job_id:
+        raise OpsError(f"{reason}: {job} is not running")
+    target = f"file://{cfg.paths.checkpoints_dir / 'savepoints'}"
+    rid = _rest(cfg, f"/jobs/{job_id}/stop",
+                {"targetDirectory": target, "drain": False})["request-id"]
+    location = _wait_savepoint(cfg, job_id, rid, timeout_s)
+    rec = _record_savepoint(cfg, job, job_id, location, reason)
+    audit(cfg, "stop-with-savepoint", job, "ok", job_id=job_id, savepoint=location)
+    return rec
+
+
+def upgrade(cfg: Config, job: str, version: str, allow_non_restored: bool = False) -> dict:
+    """Stop-with-savepoint, then start ``version`` from it. When the new version cannot take
+    the state, the old version starts again from the same savepoint and OpsError names the
+    operators whose state had no place in the new version."""
+    _check_job(job)
+    target = manifest_of(cfg, job, version)
+    current = current_deployment(cfg, job)
+    if current is None or not running_job(cfg, job):
+        raise OpsError(f"upgrade: {job} is not running as a deployment; use `payline deploy`")
+    sp = stop_with_savepoint(cfg, job, "upgrade")
+    try:
+        rec = deploy(cfg, job, target["version"], current.get("parallelism"), sp["path"],
+                     tuple(current.get("job_args", [])), action="upgrade",
+                     allow_non_restored=allow_non_restored)
+    except OpsError as exc:
+        deploy(cfg, job, current["version"], current.get("parallelism"), sp["path"],
+               tuple(current.get("job_args", [])), action="restore-after-failed-upgrade")
+        ids = unmatched_operators(str(exc))
+        old = manifest_of(cfg, job, current["version"])
+        what = ("; the state of " + ", ".join(name_operators(ids, old.get("uids", [])))
+                + " has no operator in the new version (--allow-non-restored-state drops it)"
+                if ids else f": {str(exc)[:1500]}")
+        audit(cfg, "upgrade", job, "refused", version=target["version"],
+              from_version=current["version"], savepoint=sp["path"], operators=ids)
+        raise OpsError(f"upgrade: {job} {target['version']} cannot start from the savepoint "
+                       f"{sp['path']}{what}. {job} {current['version']} runs again from it."
+                       ) from None
+    rec["upgraded_from"] = current["version"]
+    rec["savepoint"] = sp["path"]
+    _append(cfg.paths.ops_dir / "upgrades.jsonl", {
+        "job": job, "from_version": current["version"], "to_version": target["version"],
+        "savepoint": sp["path"], "time_ms": _now_ms()})
+    return rec
+
+
+def rollback(cfg: Config, job: str, to_savepoint: str | None = None) -> dict:
+    """Back to the version before the last upgrade, from the savepoint taken at that upgrade
+    (or ``to_savepoint``)."""
+    _check_job(job)
+    ups = [u for u in _read(cfg.paths.ops_dir / "upgrades.jsonl")
+           if u["job"] == job and not u.get("rollback")]
+    if not ups:
+        raise OpsError(f"rollback: {job} has no upgrade to roll back")
+    last = ups[-1]
+    current = current_deployment(cfg, job)
+    job_id = running_job(cfg, job)
+    if job_id:
+        _cancel(cfg, job_id)
+    rec = deploy(cfg, job, last["from_version"],
+                 current.get("parallelism") if current else None,
+                 to_savepoint or last["savepoint"],
+                 tuple(current.get("job_args", [])) if current else (), action="rollback")
+    _append(cfg.paths.ops_dir / "upgrades.jsonl", {
+        "job": job, "rolled_back": last["to_version"], "to_version": last["from_version"],
+        "from_version": last["to_version"], "savepoint": to_savepoint or last["savepoint"],
+        "time_ms": _now_ms(), "rollback": True})
+    return rec
+
+
+def _cancel(cfg: Config, job_id: str, timeout_s: float = 60) -> None:
+    req = urllib.request.Request(f"{cfg.flink.rest_url}/jobs/{job_id}?mode=cancel",
+                                 method="PATCH")
+    urllib.request.urlopen(req, timeout=10).read()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if _rest(cfg, f"/jobs/{job_id}").get("state") in ("CANCELED", "FAILED", "FINISHED"):
+            return
+        time.sleep(0.5)
+    raise OpsError(f"job {job_id}: not cancelled after {timeout_s:.0f} s")

@@ -1,0 +1,71 @@
+"""payline/ops.py without a cluster: releases are immutable bundles, Flink's operator ids of
+uids, naming the operators of a refused restore."""
+
+import json
+import zipfile
+
+import pytest
+
+from payline import config, ops
+
+
+def cfg_for(tmp_path):
+    return config.load(None, [f"paths.ops_dir={tmp_path / 'ops'}"])
+
+
+def test_a_release_is_an_immutable_bundle_of_the_job_version(tmp_path):
+    cfg = cfg_for(tmp_path)
+    m = ops.release(cfg, "fraud", "1.0.0")
+    rel = ops.release_dir(cfg, "fraud", "1.0.0")
+    assert json.loads((rel / "manifest.json").read_text()) == m
+    with zipfile.ZipFile(rel / "bundle.zip") as zf:
+        names = set(zf.namelist())
+    assert {"udfs/fraud.py", "jobs/streaming/fraud.py", "payline/config.py",
+            "payline/defaults.toml"} <= names
+    assert set(m["files"]) == names
+    assert (rel / "tree" / "jobs" / "streaming" / "fraud.py").is_file()
+    assert (rel / "tree" / "conf" / "payline.toml").is_file()
+    assert "evaluate-rules" in m["uids"]
+    assert not (rel / "tree" / "udfs" / "fraud.py").stat().st_mode & 0o222  # read-only
+    with pytest.raises(ops.OpsError, match="releases are immutable"):
+        ops.release(cfg, "fraud", "1.0.0")
+    assert [r["version"] for r in ops.releases(cfg, "fraud")] == ["1.0.0"]
+    audit = [json.loads(x) for x in (cfg.paths.ops_dir / "audit.log").read_text().splitlines()]
+    assert [(a["action"], a["outcome"], a["version"]) for a in audit] == [
+        ("release", "ok", "1.0.0")]
+
+
+@pytest.mark.parametrize("job, version, message", [
+    ("nope", "1", "job: unknown job 'nope'"),
+    ("fraud", "../x", "--version: '../x' is not a version"),
+])
+def test_a_bad_job_or_version_is_named(tmp_path, job, version, message):
+    with pytest.raises(ops.OpsError, match=message):
+        ops.release(cfg_for(tmp_path), job, version)
+
+
+def test_deploy_of_an_unknown_version_lists_the_known_ones(tmp_path):
+    cfg = cfg_for(tmp_path)
+    ops.release(cfg, "transactions", "a1")
+    with pytest.raises(ops.OpsError, match=r"no release 'b2' of transactions \(have: a1\)"):
+        ops.manifest_of(cfg, "transactions", "b2")
+
+
+def test_operator_ids_are_flinks_murmur3_of_the_uid():
+    # murmur3_x64_128, seed 0, as Guava/Flink: checked against the mmh3 package and against
+    # the id in Flink's own restore error (tests/integration/test_operations.py)
+    assert ops.operator_id("evaluate-rules") == "2b1903224b7ebe5cd2f63eef02355d3f"
+    assert ops.operator_id("") == "0" * 32
+    assert len({ops.operator_id(f"uid-{i}") for i in range(1000)}) == 1000
+
+
+def test_the_operators_of_a_refused_restore_are_named_by_uid_where_known():
+    rules = ops.operator_id("evaluate-rules")
+    message = (f"Cannot map checkpoint/savepoint state for operator {rules} to the new "
+               f"program ... Cannot map checkpoint/savepoint state for operator "
+               f"{'ab' * 16} to the new program")
+    ids = ops.unmatched_operators(message)
+    assert ids == sorted([rules, "ab" * 16])
+    named = ops.name_operators(ids, ["evaluate-rules", "count-outputs"])
+    assert "uid 'evaluate-rules'" in named
+    assert any(n.startswith(f"operator {'ab' * 16}") for n in named)
