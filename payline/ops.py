@@ -386,34 +386,27 @@ def deploy(cfg: Config, job: str, version: str | None = None, parallelism: int |
     return record
 
 
-def savepoint(cfg: Config, job: str, reason: str = "manual", timeout_s: float = 300) -> dict:
+def savepoint(cfg: Config, job: str, reason: str = "manual", stop: bool = False,
+              timeout_s: float = 300) -> dict:
+    """Trigger a savepoint of the running ``job`` (``stop``: stop-with-savepoint, the job
+    finishes once it is written); record and audit it."""
     _check_job(job)
-    job_id = running_job(cfg, job)
-    if not job_id:
-        raise OpsError(f"savepoint: {job} is not running")
-    target = f"file://{cfg.paths.checkpoints_dir / 'savepoints'}"
-    rid = _rest(cfg, f"/jobs/{job_id}/savepoints",
-                {"target-directory": target, "cancel-job": False})["request-id"]
-    try:
-        location = _wait_savepoint(cfg, job_id, rid, timeout_s)
-    except OpsError as exc:
-        audit(cfg, "savepoint", job, "failed", job_id=job_id, error=str(exc)[:500])
-        raise
-    rec = _record_savepoint(cfg, job, job_id, location, reason)
-    audit(cfg, "savepoint", job, "ok", job_id=job_id, savepoint=location)
-    return rec
-
-
-def stop_with_savepoint(cfg: Config, job: str, reason: str, timeout_s: float = 300) -> dict:
+    action = "stop-with-savepoint" if stop else "savepoint"
     job_id = running_job(cfg, job)
     if not job_id:
         raise OpsError(f"{reason}: {job} is not running")
     target = f"file://{cfg.paths.checkpoints_dir / 'savepoints'}"
-    rid = _rest(cfg, f"/jobs/{job_id}/stop",
-                {"targetDirectory": target, "drain": False})["request-id"]
-    location = _wait_savepoint(cfg, job_id, rid, timeout_s)
+    path, body = ((f"/jobs/{job_id}/stop", {"targetDirectory": target, "drain": False}) if stop
+                  else (f"/jobs/{job_id}/savepoints",
+                        {"target-directory": target, "cancel-job": False}))
+    try:
+        location = _wait_savepoint(cfg, job_id, _rest(cfg, path, body)["request-id"],
+                                   timeout_s)
+    except OpsError as exc:
+        audit(cfg, action, job, "failed", job_id=job_id, error=str(exc)[:500])
+        raise
     rec = _record_savepoint(cfg, job, job_id, location, reason)
-    audit(cfg, "stop-with-savepoint", job, "ok", job_id=job_id, savepoint=location)
+    audit(cfg, action, job, "ok", job_id=job_id, savepoint=location)
     return rec
 
 
@@ -426,7 +419,7 @@ def upgrade(cfg: Config, job: str, version: str, allow_non_restored: bool = Fals
     current = current_deployment(cfg, job)
     if current is None or not running_job(cfg, job):
         raise OpsError(f"upgrade: {job} is not running as a deployment; use `payline deploy`")
-    sp = stop_with_savepoint(cfg, job, "upgrade")
+    sp = savepoint(cfg, job, "upgrade", stop=True)
     try:
         rec = deploy(cfg, job, target["version"], current.get("parallelism"), sp["path"],
                      tuple(current.get("job_args", [])), action="upgrade",
