@@ -479,3 +479,104 @@ def _cancel(cfg: Config, job_id: str, timeout_s: float = 60) -> None:
             return
         time.sleep(0.5)
     raise OpsError(f"job {job_id}: not cancelled after {timeout_s:.0f} s")
+
+
+# --- status ---------------------------------------------------------------------------------------
+
+
+def _group_and_topics(cfg: Config, name: str) -> tuple[str, list[str]] | None:
+    """The consumer group a job commits its source offsets to (its default) and the topics
+    it reads."""
+    if name == JOBS["transactions"][1]:
+        return name, [cfg.topics.transactions]
+    if name == JOBS["fraud"][1]:
+        return cfg.fraud.group_id, [cfg.topics.transactions, cfg.topics.accounts]
+    return None
+
+
+def consumer_lag(cfg: Config, group: str, topics: list[str]) -> dict[str, int | None]:
+    """End offset - committed offset per "topic/partition" (None: nothing committed)."""
+    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+    admin = KafkaAdminClient(bootstrap_servers=cfg.kafka.bootstrap, request_timeout_ms=5000,
+                             client_id="payline-status")
+    consumer = KafkaConsumer(bootstrap_servers=cfg.kafka.bootstrap, request_timeout_ms=5000,
+                             client_id="payline-status")
+    try:
+        committed = {tp: meta.offset for tp, meta in
+                     admin.list_group_offsets(group).get(group, {}).items()}
+        parts = [TopicPartition(t, p) for t in topics
+                 for p in sorted(consumer.partitions_for_topic(t) or ())]
+        ends = consumer.end_offsets(parts)
+    finally:
+        consumer.close()
+        admin.close()
+    out = {}
+    for tp in parts:
+        done = committed.get(tp)
+        out[f"{tp.topic}/{tp.partition}"] = (ends[tp] - done if done is not None and done >= 0
+                                             else None)
+    return out
+
+
+def job_status(cfg: Config, job_id: str, name: str) -> dict:
+    """What an operator asks of a running job: its version, uptime, last checkpoint,
+    restarts, records in/out per second, the consumer lag of its source topics."""
+    from payline.stack import flink_rest
+
+    info = flink_rest(cfg, f"/jobs/{job_id}") or {}
+    out: dict = {"id": job_id, "name": name, "state": info.get("state"),
+                 "web_ui": f"{cfg.flink.rest_url}/#/job/running/{job_id}/overview"}
+    deployed = [d for d in _read(cfg.paths.ops_dir / "deployments.jsonl")
+                if d.get("job_id") == job_id]
+    out["version"] = deployed[-1]["version"] if deployed else None
+    if info.get("start-time", -1) > 0:
+        out["uptime_s"] = round((info.get("now", _now_ms()) - info["start-time"]) / 1000, 1)
+    metrics = flink_rest(cfg, f"/jobs/{job_id}/metrics?get=numRestarts") or []
+    out["restarts"] = int(float(metrics[0]["value"])) if metrics else None
+    cps = flink_rest(cfg, f"/jobs/{job_id}/checkpoints") or {}
+    last = (cps.get("latest") or {}).get("completed")
+    out["last_checkpoint"] = None if not last else {
+        "age_s": round((_now_ms() - last["latest_ack_timestamp"]) / 1000, 1),
+        "size_bytes": last.get("checkpointed_size", last.get("state_size")),
+        "duration_ms": last.get("end_to_end_duration")}
+    plan = (flink_rest(cfg, f"/jobs/{job_id}/plan") or {}).get("plan", {}).get("nodes", [])
+    fed = {i["id"] for n in plan for i in n.get("inputs", [])}
+    sources = [n["id"] for n in plan if not n.get("inputs")]
+    sinks = [n["id"] for n in plan if n["id"] not in fed]
+
+    def rate(vertices, metric):
+        total = 0.0
+        for v in vertices:
+            got = flink_rest(cfg, f"/jobs/{job_id}/vertices/{v}/subtasks/metrics"
+                                  f"?get={metric}&agg=sum") or []
+            total += sum(m.get("sum", 0.0) for m in got)
+        return round(total, 1)
+
+    out["records_in_per_s"] = rate(sources, "numRecordsOutPerSecond")
+    out["records_out_per_s"] = rate(sinks, "numRecordsInPerSecond")
+    found = _group_and_topics(cfg, name)
+    if found:
+        group, topics = found
+        try:
+            out["consumer_group"] = group
+            out["consumer_lag"] = consumer_lag(cfg, group, topics)
+        except Exception as exc:  # noqa: BLE001 - status reports, it does not fail
+            out["consumer_lag"] = f"unavailable: {exc}"
+    return out
+
+
+def consumers_status(cfg: Config) -> dict:
+    """The consumer lag of each streaming job's default group, running or not (a stopped
+    job's lag keeps growing while traffic comes in)."""
+    out = {}
+    for job, (_, name) in sorted(JOBS.items()):
+        group, topics = _group_and_topics(cfg, name)
+        try:
+            lag = consumer_lag(cfg, group, topics)
+            out[job] = {"group": group, "lag": lag,
+                        "total": sum(v for v in lag.values() if v is not None)
+                        if any(v is not None for v in lag.values()) else None}
+        except Exception as exc:  # noqa: BLE001 - status reports, it does not fail
+            out[job] = {"group": group, "error": str(exc)}
+    return out

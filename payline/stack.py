@@ -582,14 +582,26 @@ def status(cfg: Config) -> dict:
         listing = flink_rest(cfg, "/jobs/overview") or {}
         jobs = [{"id": j["jid"], "name": j["name"], "state": j["state"]}
                 for j in listing.get("jobs", [])]
+        from payline import ops  # per live job: version, uptime, checkpoints, lag, ...
+
+        jobs = [ops.job_status(cfg, j["id"], j["name"])
+                if j["state"] in ("RUNNING", "RESTARTING", "CREATED", "INITIALIZING") else j
+                for j in jobs]
     apids = archiver_pids(cfg)
+    kafka_up = bool(kpids) and kafka_ready(cfg, timeout_s=3)
+    consumers = {}
+    if kafka_up:
+        from payline import ops
+
+        consumers = ops.consumers_status(cfg)
     return {
+        "consumers": consumers,
         "archiver": {"running": bool(apids), "pids": apids,
                      "log": str(archiver_paths(cfg)[1]),
                      "lake": str(cfg.paths.raw_dir)},
         "kafka": {
             "running": bool(kpids),
-            "ready": bool(kpids) and kafka_ready(cfg, timeout_s=3),
+            "ready": kafka_up,
             "pids": kpids,
             "bootstrap": cfg.kafka.bootstrap,
             "log": str(kp.log),
@@ -636,8 +648,28 @@ def format_status(st: dict) -> str:
                      f"{', '.join(map(str, f['prometheus_ports'])) or 'none yet'}")
         for j in f["jobs"]:
             lines.append(f"       job {j['name']} {j['state']} ({j['id']})")
+            if "uptime_s" in j or "restarts" in j:
+                cp = j.get("last_checkpoint")
+                lag = j.get("consumer_lag")
+                lag_text = (lag if isinstance(lag, str) or lag is None else
+                            f"{sum(v for v in lag.values() if v is not None):,} "
+                            f"({j.get('consumer_group')})")
+                lines.append(
+                    f"         version {j.get('version') or 'unreleased (payline submit)'}, "
+                    f"up {j.get('uptime_s', 0):.0f} s, restarts {j.get('restarts')}, "
+                    f"in {j.get('records_in_per_s')}/s, out {j.get('records_out_per_s')}/s")
+                lines.append(
+                    "         last checkpoint "
+                    + (f"{cp['age_s']:.0f} s ago, {cp['size_bytes'] or 0:,} B, "
+                       f"{cp['duration_ms']} ms" if cp else "none yet")
+                    + f"; consumer lag {lag_text}")
+                lines.append(f"         {j['web_ui']}")
     lines.append(f"       logs {f['logs']}")
     lines.append(f"       checkpoints and savepoints {f['checkpoints_dir']}")
+    for job, c in st.get("consumers", {}).items():
+        lag = ("n/a: " + c["error"][:80]) if "error" in c else (
+            "nothing committed yet" if c["total"] is None else f"{c['total']:,} records")
+        lines.append(f"lag    {job:<12} group {c['group']}: {lag}")
     a = st.get("archiver")
     if a:
         lines.append(f"archiver {'running' if a['running'] else 'stopped'}  lake {a['lake']}"

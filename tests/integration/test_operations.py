@@ -115,3 +115,79 @@ def test_release_deploy_upgrade_refused_upgrade_and_rollback(stack_conf, stack_c
         assert step in trail, (step, trail)
     assert all(a["user"] and a["time"] for a in audit)
     assert any(a["action"] == "savepoint" and a["outcome"] == "ok" for a in audit)
+
+
+def end_offsets_total(cfg, topic: str) -> int:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=cfg.kafka.bootstrap)
+    try:
+        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        return sum(consumer.end_offsets(parts).values())
+    finally:
+        consumer.close()
+
+
+def test_status_shows_version_checkpoints_restarts_and_the_lag_of_a_stopped_job(stack_conf,
+                                                                                stack_cfg):
+    import os
+    import signal
+
+    from payline import config, stack
+
+    names = {k: f"it.status.{k}" for k in ("transactions", "accounts", "aggregates", "late",
+                                          "dlq")}
+    overrides = [f"--set=topics.{k}={v}" for k, v in names.items()]
+    cfg = config.load(stack_conf, [o.removeprefix("--set=") for o in overrides])
+    payline(stack_conf, "up")
+    for name in names.values():
+        create_topic(cfg, name, 3)
+
+    def cli(*args):
+        return payline(stack_conf, *overrides, *args)
+
+    def status():
+        return json.loads(cli("status", "--json").stdout)
+
+    def our_job(st):
+        return next((j for j in st["flink"]["jobs"] if j["name"] == "payline-transactions"
+                     and j["state"] == "RUNNING"), None)
+
+    cli("release", "transactions", "--version", "s1")
+    cli("deploy", "transactions", "--version", "s1")
+    job_id = ops.running_job(cfg, "transactions")
+    try:
+        cli("generate", "--count", "3000", "--max-speed")
+        def caught_up(s):
+            job = our_job(s)
+            lag = job and job.get("consumer_lag")
+            return (isinstance(lag, dict) and job["last_checkpoint"]
+                    and all(v == 0 for v in lag.values()) and s)
+
+        st = wait_for(lambda: caught_up(status()), 120,
+                      "the job caught up and committed its offsets")
+        job = our_job(st)
+        assert (job["id"], job["version"], job["restarts"]) == (job_id, "s1", 0)
+        assert job["uptime_s"] > 0 and job["last_checkpoint"]["size_bytes"] > 0
+        assert job["consumer_group"] == "payline-transactions"
+        assert set(job["consumer_lag"]) == {f"{names['transactions']}/{p}" for p in range(3)}
+
+        # a killed TaskManager: the job restarts, and status counts it
+        for pid in stack.flink_pids(cfg)["taskmanager"]:
+            os.kill(pid, signal.SIGKILL)
+        stack.taskmanager_start(cfg, log=lambda _: None)
+        st = wait_for(lambda: (lambda s: our_job(s) and (our_job(s)["restarts"] or 0) >= 1
+                               and s)(status()), 180, "the restart in status")
+        assert our_job(st)["id"] == job_id
+    finally:
+        cancel_job(cfg, job_id)
+
+    # stopped: traffic keeps coming, and the group's lag is exactly what it has not read
+    wait_for(lambda: ops.running_job(cfg, "transactions") is None, 60, "the job stopped")
+    before = status()["consumers"]["transactions"]["total"]
+    sent_before = end_offsets_total(cfg, names["transactions"])
+    cli("generate", "--count", "500", "--max-speed", "--seed", "9")
+    sent = end_offsets_total(cfg, names["transactions"]) - sent_before
+    after = status()["consumers"]["transactions"]
+    assert sent >= 500 and after["total"] == before + sent
+    assert after["group"] == "payline-transactions"
