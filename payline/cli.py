@@ -134,6 +134,8 @@ def build_parser() -> _Parser:
                     help="default: the savepoint taken at the upgrade")
     sp = sub.add_parser("savepoint", help="trigger a savepoint of a running job")
     sp.add_argument("job", choices=sorted(STREAMING_JOBS))
+    sp.add_argument("--stop", action="store_true",
+                    help="stop the job with it (then e.g. deploy --parallelism N from it)")
     sps = sub.add_parser("savepoints", help="list a job's savepoints")
     sps.add_argument("job", choices=sorted(STREAMING_JOBS))
 
@@ -311,11 +313,11 @@ def cmd_ops(cfg: Config, args) -> int:
             print(f"rolled {args.job} back to {d['version']} from {d['from_savepoint']}: "
                   f"job {d['job_id']} running")
         elif args.command == "savepoint":
-            r = ops.savepoint(cfg, args.job)
+            r = ops.savepoint(cfg, args.job, "stop" if args.stop else "manual", stop=args.stop)
             print(f"savepoint of {args.job} {r['version']}: {r['path']} "
-                  f"({r['size_bytes']:,} bytes)")
+                  f"({r['size_bytes']:,} bytes)" + ("; the job is stopped" if args.stop else ""))
         else:
-            rows = ops.savepoints(cfg, args.job)
+            rows = ops.savepoints(cfg, args.job, include_deleted=False)
             if not rows:
                 print(f"no savepoints of {args.job}")
             for r in rows:

@@ -212,6 +212,13 @@ class Drift:
 
 
 @dataclass(frozen=True)
+class Ops:
+    # payline/ops.py: the newest savepoints of a job that are kept (and always the one the
+    # last upgrade can roll back to); older ones are deleted when a new one is taken
+    savepoints_retained: int = _int(1, 10_000)
+
+
+@dataclass(frozen=True)
 class Fraud:
     # the rules (CONTRACT.md §5 payments.alerts); udfs.fraud.FraudParams
     large_amount_cents: int = _int(1, None)
@@ -248,6 +255,7 @@ class Config:
     batch: Batch
     quality: Quality
     drift: Drift
+    ops: Ops
     root: Path = PROJECT_ROOT
 
     def replace(self, **sections: Any) -> Config:
@@ -258,7 +266,7 @@ _SECTIONS = {
     "paths": Paths, "kafka": Kafka, "flink": Flink, "topics": Topics,
     "topic_settings": TopicSettings, "contract": Contract, "event_time": EventTime,
     "generator": Generator, "archiver": Archiver, "fraud": Fraud,
-    "batch": Batch, "quality": Quality, "drift": Drift,
+    "batch": Batch, "quality": Quality, "drift": Drift, "ops": Ops,
 }
 
 

@@ -73,8 +73,12 @@ def deployments(cfg: Config, job: str) -> list[dict]:
     return [d for d in _read(cfg.paths.ops_dir / "deployments.jsonl") if d["job"] == job]
 
 
-def savepoints(cfg: Config, job: str) -> list[dict]:
-    return [s for s in _read(cfg.paths.ops_dir / "savepoints.jsonl") if s["job"] == job]
+def savepoints(cfg: Config, job: str, include_deleted: bool = True) -> list[dict]:
+    """The job's savepoints, oldest first (``deleted`` set for those retention removed)."""
+    gone = {r["path"] for r in _read(cfg.paths.ops_dir / "savepoints_deleted.jsonl")}
+    rows = [dict(s, deleted=s["path"] in gone)
+            for s in _read(cfg.paths.ops_dir / "savepoints.jsonl") if s["job"] == job]
+    return rows if include_deleted else [r for r in rows if not r["deleted"]]
 
 
 # --- releases ------------------------------------------------------------------------------------
@@ -407,7 +411,27 @@ def savepoint(cfg: Config, job: str, reason: str = "manual", stop: bool = False,
         raise
     rec = _record_savepoint(cfg, job, job_id, location, reason)
     audit(cfg, action, job, "ok", job_id=job_id, savepoint=location)
+    for old in prune_savepoints(cfg, job):
+        audit(cfg, "delete-savepoint", job, "ok", savepoint=old, reason="retention")
     return rec
+
+
+def prune_savepoints(cfg: Config, job: str) -> list[str]:
+    """Delete the job's savepoints beyond the newest ``ops.savepoints_retained``, except the
+    one its last upgrade can roll back to; returns the deleted paths."""
+    upgrades = [u for u in _read(cfg.paths.ops_dir / "upgrades.jsonl")
+                if u["job"] == job and not u.get("rollback")]
+    keep_for_rollback = upgrades[-1]["savepoint"] if upgrades else None
+    live = savepoints(cfg, job, include_deleted=False)
+    out = []
+    for r in live[:-cfg.ops.savepoints_retained]:
+        if r["path"] == keep_for_rollback:
+            continue
+        shutil.rmtree(Path(r["path"].removeprefix("file:")), ignore_errors=True)
+        _append(cfg.paths.ops_dir / "savepoints_deleted.jsonl",
+                {"job": job, "path": r["path"], "time_ms": _now_ms()})
+        out.append(r["path"])
+    return out
 
 
 def upgrade(cfg: Config, job: str, version: str, allow_non_restored: bool = False) -> dict:

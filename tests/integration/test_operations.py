@@ -191,3 +191,53 @@ def test_status_shows_version_checkpoints_restarts_and_the_lag_of_a_stopped_job(
     after = status()["consumers"]["transactions"]
     assert sent >= 500 and after["total"] == before + sent
     assert after["group"] == "payline-transactions"
+
+
+def test_rescale_1_2_1_through_savepoints_gives_the_uninterrupted_alerts(stack_conf, stack_cfg):
+    """The rules' keyed state and timers move between 1 and 2 subtasks through savepoints
+    (`payline savepoint --stop`, `payline deploy --parallelism N --from-savepoint`): the
+    alerts equal the brute-force reference of the whole data set."""
+    topics = topics_of("it.rescale")
+    overrides = [f"--set=topics.{k}={v}" for k, v in topics.items()] + [
+        "--set=fraud.group_id=it-rescale"]
+    cfg = stack_cfg
+    payline(stack_conf, "up")
+    for name in topics.values():
+        create_topic(cfg, name, 3)
+    first, second = generated(topics)
+    want = reference_alert_ids(first + second)
+    half = len(second) // 2
+
+    def cli(*args):
+        return payline(stack_conf, *overrides, *args)
+
+    def parallelism(job_id):
+        return max(v["parallelism"] for v in ops._rest(cfg, f"/jobs/{job_id}")["vertices"])
+
+    def stop_and_redeploy(p):
+        job_id = ops.running_job(cfg, "fraud")
+        seen = completed_checkpoints(cfg, job_id)
+        wait_for(lambda: completed_checkpoints(cfg, job_id) >= seen + 1, 60, "a checkpoint")
+        out = cli("savepoint", "fraud", "--stop").stdout
+        path = out.split(": ", 1)[1].split(" (", 1)[0]
+        cli("deploy", "fraud", "--version", "r1", "--parallelism", str(p),
+            "--from-savepoint", path)
+        new = ops.running_job(cfg, "fraud")
+        assert new != job_id and parallelism(new) == p
+        restored = ops._rest(cfg, f"/jobs/{new}/checkpoints")["latest"]["restored"]
+        assert restored and restored["is_savepoint"]
+
+    cli("release", "fraud", "--version", "r1")
+    cli("deploy", "fraud", "--version", "r1", "--parallelism", "1")
+    try:
+        assert parallelism(ops.running_job(cfg, "fraud")) == 1
+        send_records(cfg, first)
+        stop_and_redeploy(2)
+        send_records(cfg, second[:half])
+        stop_and_redeploy(1)
+        send_records(cfg, second[half:] + flush_records(topics))
+        assert wait_for_alerts(cfg, topics["alerts"], want) == want
+    finally:
+        job = ops.running_job(cfg, "fraud")
+        if job:
+            cancel_job(cfg, job)

@@ -69,3 +69,24 @@ def test_the_operators_of_a_refused_restore_are_named_by_uid_where_known():
     named = ops.name_operators(ids, ["evaluate-rules", "count-outputs"])
     assert "uid 'evaluate-rules'" in named
     assert any(n.startswith(f"operator {'ab' * 16}") for n in named)
+
+
+def test_retention_keeps_the_newest_savepoints_and_the_rollback_target(tmp_path):
+    cfg = config.load(None, [f"paths.ops_dir={tmp_path / 'ops'}", "ops.savepoints_retained=2"])
+    paths = []
+    for i in range(5):
+        d = tmp_path / "savepoints" / f"savepoint-{i}"
+        d.mkdir(parents=True)
+        (d / "_metadata").write_bytes(b"x" * 10)
+        paths.append(f"file:{d}")
+        ops._record_savepoint(cfg, "fraud", f"job{i}", paths[-1], "manual")
+        if i == 1:  # the savepoint an upgrade was made through: rollback needs it
+            ops._append(cfg.paths.ops_dir / "upgrades.jsonl", {
+                "job": "fraud", "from_version": "a", "to_version": "b", "savepoint": paths[-1]})
+    deleted = ops.prune_savepoints(cfg, "fraud")
+    assert deleted == [paths[0], paths[2]]
+    assert [r["path"] for r in ops.savepoints(cfg, "fraud", include_deleted=False)] == [
+        paths[1], paths[3], paths[4]]
+    assert not (tmp_path / "savepoints" / "savepoint-0").exists()
+    assert (tmp_path / "savepoints" / "savepoint-1" / "_metadata").exists()
+    assert ops.prune_savepoints(cfg, "fraud") == []  # nothing more to do
