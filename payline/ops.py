@@ -373,10 +373,13 @@ def deploy(cfg: Config, job: str, version: str | None = None, parallelism: int |
               "from_savepoint": from_savepoint, "time_ms": _now_ms(), "action": action,
               "deployment": f"{job}-{_now_ms()}", "job_args": list(job_args)}
     try:
+        t0 = time.monotonic()
         job_id = _submit(cfg, manifest, parallelism, from_savepoint, list(job_args),
                          allow_non_restored)
         record["job_id"] = job_id
+        record["submit_s"] = round(time.monotonic() - t0, 1)
         wait_running(cfg, job_id)
+        record["until_running_s"] = round(time.monotonic() - t0, 1)
     except OpsError as exc:
         record["outcome"] = "failed"
         _append(cfg.paths.ops_dir / "deployments.jsonl", record)
@@ -443,7 +446,9 @@ def upgrade(cfg: Config, job: str, version: str, allow_non_restored: bool = Fals
     current = current_deployment(cfg, job)
     if current is None or not running_job(cfg, job):
         raise OpsError(f"upgrade: {job} is not running as a deployment; use `payline deploy`")
+    t0 = time.monotonic()
     sp = savepoint(cfg, job, "upgrade", stop=True)
+    stopped_s = round(time.monotonic() - t0, 1)
     try:
         rec = deploy(cfg, job, target["version"], current.get("parallelism"), sp["path"],
                      tuple(current.get("job_args", [])), action="upgrade",
@@ -463,6 +468,7 @@ def upgrade(cfg: Config, job: str, version: str, allow_non_restored: bool = Fals
                        ) from None
     rec["upgraded_from"] = current["version"]
     rec["savepoint"] = sp["path"]
+    rec["stop_with_savepoint_s"] = stopped_s
     _append(cfg.paths.ops_dir / "upgrades.jsonl", {
         "job": job, "from_version": current["version"], "to_version": target["version"],
         "savepoint": sp["path"], "time_ms": _now_ms()})
