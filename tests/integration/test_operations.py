@@ -241,3 +241,58 @@ def test_rescale_1_2_1_through_savepoints_gives_the_uninterrupted_alerts(stack_c
         job = ops.running_job(cfg, "fraud")
         if job:
             cancel_job(cfg, job)
+
+
+def test_upgrade_of_the_transactions_job_mid_stream_changes_no_committed_output(stack_conf,
+                                                                               stack_cfg):
+    """The transactions job's exact data set (tests/integration/test_transactions_job.py)
+    with `payline upgrade` between its first part and the rest: the committed aggregates are
+    the independently computed ones, each once, and the dedup state came through the switch
+    (the retry and the conflicting copy of a transaction sent before the upgrade are
+    recognised after it)."""
+    from . import test_transactions_job as tx
+
+    topics = tx.topics_of("it.upgrade-tx")
+    overrides = [f"--set=topics.{k}={v}" for k, v in topics.items()]
+    cfg = stack_cfg
+    payline(stack_conf, "up")
+    for name in topics.values():
+        create_topic(cfg, name, 3)
+
+    def cli(*args):
+        return payline(stack_conf, *overrides, *args)
+
+    cli("release", "transactions", "--version", "u1")
+    cli("release", "transactions", "--version", "u2")
+    cli("deploy", "transactions", "--version", "u1")
+    versions = []
+
+    def switch(when):
+        if when is None:
+            return
+        job_id = ops.running_job(cfg, "transactions")
+        seen = completed_checkpoints(cfg, job_id)
+        wait_for(lambda: completed_checkpoints(cfg, job_id) >= seen + 1, 60, "a checkpoint")
+        assert "upgraded transactions u1 -> u2" in cli(
+            "upgrade", "transactions", "--version", "u2").stdout
+        versions.append(ops.current_deployment(cfg, "transactions")["version"])
+
+    try:
+        positions = tx.run_dataset(cfg, topics, crash=switch)
+    finally:
+        job = ops.running_job(cfg, "transactions")
+        if job:
+            cancel_job(cfg, job)
+    assert versions == ["u2"]
+    committed = tx.committed_aggregates(cfg, topics)
+    expected = tx.expected_aggregates()
+    keys = [k for k, _ in committed if k in expected]
+    assert sorted(keys) == sorted(expected)  # each closed window once: none lost, none twice
+    assert {k: v for k, v in committed if k in expected} == expected
+    dlq = {(d["source_partition"], d["source_offset"]): d["error_class"] for d in
+           (json.loads(r.value) for r in tx.read_all(cfg, topics["dlq"]))}
+    # sent after the upgrade, judged against a transaction sent before it
+    assert dlq[positions["a1-1-conflict"]] == "CONFLICTING_DUPLICATE"
+    assert positions["a1-1-retry"] not in dlq
+    labels = {label: expect for label, _, _, expect in tx.PHASE_1 + tx.PHASE_2}
+    assert sorted(dlq.values()) == sorted(e for e in labels.values() if e.isupper())
