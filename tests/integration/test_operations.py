@@ -38,19 +38,26 @@ def incompatible_tree(root, dest):
     return dest
 
 
-def test_release_deploy_upgrade_refused_upgrade_and_rollback(stack_conf, stack_cfg, tmp_path):
-    topics = topics_of("it.ops")
+def on_own_topics(stack_conf, cfg, topics: dict[str, str], *sets: str):
+    """The stack up, ``topics`` created; returns a `payline` runner that points every command
+    (and the jobs it deploys) at them."""
     overrides = [f"--set=topics.{k}={v}" for k, v in topics.items()] + [
-        "--set=fraud.group_id=it-ops"]
-    cfg = stack_cfg
+        f"--set={s}" for s in sets]
     payline(stack_conf, "up")
     for name in topics.values():
         create_topic(cfg, name, 3)
-    first, second = generated(topics)
-    want = reference_alert_ids(first + second)
 
     def cli(*args, check=True):
         return payline(stack_conf, *overrides, *args, check=check)
+    return cli
+
+
+def test_release_deploy_upgrade_refused_upgrade_and_rollback(stack_conf, stack_cfg, tmp_path):
+    topics = topics_of("it.ops")
+    cfg = stack_cfg
+    cli = on_own_topics(stack_conf, cfg, topics, "fraud.group_id=it-ops")
+    first, second = generated(topics)
+    want = reference_alert_ids(first + second)
 
     assert "released fraud v1" in cli("release", "fraud", "--version", "v1").stdout
     cli("release", "fraud", "--version", "v2")
@@ -137,14 +144,8 @@ def test_status_shows_version_checkpoints_restarts_and_the_lag_of_a_stopped_job(
 
     names = {k: f"it.status.{k}" for k in ("transactions", "accounts", "aggregates", "late",
                                           "dlq")}
-    overrides = [f"--set=topics.{k}={v}" for k, v in names.items()]
-    cfg = config.load(stack_conf, [o.removeprefix("--set=") for o in overrides])
-    payline(stack_conf, "up")
-    for name in names.values():
-        create_topic(cfg, name, 3)
-
-    def cli(*args):
-        return payline(stack_conf, *overrides, *args)
+    cfg = config.load(stack_conf, [f"topics.{k}={v}" for k, v in names.items()])
+    cli = on_own_topics(stack_conf, cfg, names)
 
     def status():
         return json.loads(cli("status", "--json").stdout)
@@ -198,18 +199,11 @@ def test_rescale_1_2_1_through_savepoints_gives_the_uninterrupted_alerts(stack_c
     (`payline savepoint --stop`, `payline deploy --parallelism N --from-savepoint`): the
     alerts equal the brute-force reference of the whole data set."""
     topics = topics_of("it.rescale")
-    overrides = [f"--set=topics.{k}={v}" for k, v in topics.items()] + [
-        "--set=fraud.group_id=it-rescale"]
     cfg = stack_cfg
-    payline(stack_conf, "up")
-    for name in topics.values():
-        create_topic(cfg, name, 3)
+    cli = on_own_topics(stack_conf, cfg, topics, "fraud.group_id=it-rescale")
     first, second = generated(topics)
     want = reference_alert_ids(first + second)
     half = len(second) // 2
-
-    def cli(*args):
-        return payline(stack_conf, *overrides, *args)
 
     def parallelism(job_id):
         return max(v["parallelism"] for v in ops._rest(cfg, f"/jobs/{job_id}")["vertices"])
@@ -253,14 +247,8 @@ def test_upgrade_of_the_transactions_job_mid_stream_changes_no_committed_output(
     from . import test_transactions_job as tx
 
     topics = tx.topics_of("it.upgrade-tx")
-    overrides = [f"--set=topics.{k}={v}" for k, v in topics.items()]
     cfg = stack_cfg
-    payline(stack_conf, "up")
-    for name in topics.values():
-        create_topic(cfg, name, 3)
-
-    def cli(*args):
-        return payline(stack_conf, *overrides, *args)
+    cli = on_own_topics(stack_conf, cfg, topics)
 
     cli("release", "transactions", "--version", "u1")
     cli("release", "transactions", "--version", "u2")
