@@ -224,7 +224,7 @@ def main(argv=None) -> int:
     shutil.rmtree(cfg.paths.reports_dir, ignore_errors=True)
     raw_bytes = sum(f.stat().st_size for f in cfg.paths.raw_dir.rglob("*.parquet"))
 
-    from jobs.batch import quality, reconcile, report
+    from jobs.batch import reconcile
 
     t0 = time.perf_counter()
     spark = reconcile.spark_session(None, "bench-batch-reconcile",
@@ -236,24 +236,10 @@ def main(argv=None) -> int:
     batch["batch_aggs"].write.format("noop").mode("overwrite").save()
     t_agg = time.perf_counter() - t0
     spark.catalog.clearCache()  # the run below starts from the raw log again
-    t0 = time.perf_counter()
-    results = reconcile.build(spark, cfg, s, e)
-    out_dir = cfg.paths.data_dir / "reconciliation" / f"interval={s}_{e}"
-    reconcile.write(results, out_dir)
-    reconcile.write_rule_state(cfg, e, results["rule_state"])
-    results["out_dir"] = out_dir
-    t_reconcile = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    results["summary"]["quality"] = quality.validate(cfg, results["quality_frames"])
-    results["summary"]["data_docs"] = str(quality.docs_index(cfg))
-    checks = reconcile.check_drift(cfg, s, e, results["summary"]["metrics"])
-    results["summary"]["drift"] = checks
-    results["summary"]["drift_flags"] = sorted(k for k, v in checks.items() if v["drifted"])
-    t_quality = time.perf_counter() - t1
-    t1 = time.perf_counter()
-    report.write(spark, cfg, results)
-    t_report = time.perf_counter() - t1
-    t_total = time.perf_counter() - t0
+    timings: dict[str, float] = {}
+    results = reconcile.run(cfg, s, e, spark, timings)
+    t_reconcile, t_quality, t_report = (timings[k] for k in ("reconcile", "quality", "report"))
+    t_total = t_reconcile + t_quality + t_report
     spark.stop()
     summary = results["summary"]
 

@@ -254,11 +254,7 @@ def cmd_submit(cfg: Config, args) -> int:
 
     from payline.flink_cli import flink_run
 
-    job_args = []
-    if args.conf:
-        job_args += ["--conf", args.conf]
-    for item in args.set:
-        job_args += ["--set", item]
+    job_args = _cli_args(args)  # the job reads the same configuration as this command
     if args.bounded:
         job_args.append("--bounded")
     if args.starting_offsets:
@@ -288,12 +284,6 @@ def cmd_ops(cfg: Config, args) -> int:
     """release / deploy / upgrade / rollback / savepoint / savepoints (payline/ops.py)."""
     from payline import ops
 
-    def job_args():  # the job reads the same configuration as this command
-        out = ["--conf", args.conf] if args.conf else []
-        for item in args.set:
-            out += ["--set", item]
-        return tuple(out)
-
     try:
         if args.command == "release":
             m = ops.release(cfg, args.job, args.version)
@@ -301,7 +291,7 @@ def cmd_ops(cfg: Config, args) -> int:
                   f"{ops.release_dir(cfg, args.job, m['version'])}")
         elif args.command == "deploy":
             d = ops.deploy(cfg, args.job, args.version, args.parallelism, args.from_savepoint,
-                           job_args())
+                           tuple(_cli_args(args)))  # the job reads this command's config
             print(f"deployed {args.job} {d['version']}: job {d['job_id']} running; "
                   f"web UI {cfg.flink.rest_url}")
         elif args.command == "upgrade":

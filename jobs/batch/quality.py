@@ -64,6 +64,11 @@ def docs_index(cfg) -> Path:
     return cfg.paths.data_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
 
 
+def failing(summary: dict) -> list[str]:
+    """The suites a run's summary reports as failing, by name."""
+    return sorted(k for k, v in summary["quality"].items() if not v["success"])
+
+
 def validate(cfg, frames: dict) -> dict:
     """Run the three suites over Spark DataFrames (by suite name); refresh Data Docs.
     Returns {suite: {"success": bool, "evaluated": n, "failed": [expectation types]}}."""

@@ -183,15 +183,21 @@ def alerts_sorted(profiles: dict, params: fraud.FraudParams, states: dict[str, s
                                      {account: state}):
                 out.append(("alert", a.alert_id, a.rule, a.account_id, ",".join(a.txn_ids),
                             int(a.event_time_ms), None))
-            fraud.expire(state, end_ms, 0, params)
-            if not state.is_empty():
-                out.append(("state", None, None, account, None, None,
-                            fraud.state_to_json(state)))
+            at_end = state_at(state, end_ms, params)
+            if at_end is not None:
+                out.append(("state", None, None, account, None, None, at_end))
             if len(out) >= 10_000:
                 yield pd.DataFrame(out, columns=columns)
                 out = []
         yield pd.DataFrame(out, columns=columns)
     return run
+
+
+def state_at(state: fraud.RuleState, end_ms: int, params: fraud.FraudParams) -> str | None:
+    """An account's rule state as the next interval (from ``end_ms``) needs it, as JSON; None
+    when nothing is left."""
+    fraud.expire(state, end_ms, 0, params)
+    return None if state.is_empty() else fraud.state_to_json(state)
 
 
 def rule_state_path(cfg, at_ms: int) -> Path:
@@ -269,6 +275,17 @@ def read_raw(spark, cfg, topic: str, hours: list[tuple[str, str]] | None):
     return df.drop("date", "hour")
 
 
+def window_start_of(column: str, window_ms: int):
+    from pyspark.sql import functions as F
+
+    return F.col(column) - F.col(column) % window_ms
+
+
+def between(column, start_ms: int, end_ms: int):
+    """start <= column < end."""
+    return (column >= start_ms) & (column < end_ms)
+
+
 def recompute(spark, cfg, start_ms: int, end_ms: int, replay_from: int) -> dict:
     """The batch side, lazily: the raw transactions validated (``checked``), deduplicated with
     their windows from ``replay_from`` (``wide``) and within the interval (``deduped``), the
@@ -291,15 +308,9 @@ def recompute(spark, cfg, start_ms: int, end_ms: int, replay_from: int) -> dict:
     deduped = (valid.repartition("txn_id").sortWithinPartitions("txn_id", "partition", "offset")
                .mapInPandas(dedup_sorted(cfg.contract.dedup_horizon_ms),
                             f"{SPARK_TXN_SCHEMA}, cross_partition BOOLEAN, outcome STRING"))
-
-    def in_interval(column):
-        return (column >= start_ms) & (column < end_ms)
-
-    window_start = F.col("event_time_ms") - F.col("event_time_ms") % w
-    wide = (deduped.withColumn("window_start_ms", window_start)
-            .where((F.col("window_start_ms") >= replay_from)
-                   & (F.col("window_start_ms") < end_ms)).cache())
-    deduped = wide.where(in_interval(F.col("window_start_ms")))
+    wide = (deduped.withColumn("window_start_ms", window_start_of("event_time_ms", w))
+            .where(between(F.col("window_start_ms"), replay_from, end_ms)).cache())
+    deduped = wide.where(between(F.col("window_start_ms"), start_ms, end_ms))
     # batch aggregates: every accepted transaction, late ones included (the stream's late
     # records explain the difference)
     accepted = deduped.where(F.col("outcome") == semantics.ACCEPTED)
@@ -314,9 +325,9 @@ def recompute(spark, cfg, start_ms: int, end_ms: int, replay_from: int) -> dict:
         F.max("amount_cents").alias("max_amount_cents"),
     ).withColumn("window_end_ms", F.col("window_start_ms") + w) \
      .withColumn("net_cents", F.col("purchase_cents") - F.col("refund_cents"))
-    return {"checked": checked, "wide": wide, "deduped": deduped, "accepted": accepted,
+    return {"wide": wide, "deduped": deduped, "accepted": accepted,
             "invalid": checked.where("error_class IS NOT NULL")
-                              .where(in_interval(F.col("timestamp_ms"))),
+                              .where(between(F.col("timestamp_ms"), start_ms, end_ms)),
             "batch_aggs": batch_aggs}
 
 
@@ -328,9 +339,8 @@ def build(spark, cfg, start_ms: int, end_ms: int) -> dict:
     t = cfg.topics
 
     def in_interval(column):
-        return (column >= start_ms) & (column < end_ms)
+        return between(column, start_ms, end_ms)
 
-    window_start = F.col("event_time_ms") - F.col("event_time_ms") % w
     # the fraud rules' state carries over from interval to interval: continue from the state
     # the run of the previous interval left, or, with none, replay the look-back before start
     states_in = read_rule_state(cfg, start_ms)
@@ -402,11 +412,10 @@ def build(spark, cfg, start_ms: int, end_ms: int) -> dict:
                       .select("account_id", "state").collect())
     for account, text in (states_in or {}).items():  # accounts idle in this interval
         if account not in states_out:
-            state = fraud.state_from_json(text)
-            fraud.expire(state, end_ms, 0, params)
-            if not state.is_empty():
-                states_out[account] = fraud.state_to_json(state)
-    alert_scope = in_interval(window_start)  # the window of the alert's event time
+            at_end = state_at(fraud.state_from_json(text), end_ms, params)
+            if at_end is not None:
+                states_out[account] = at_end
+    alert_scope = in_interval(window_start_of("event_time_ms", w))  # the alert's window
     cross_ids = wide.where("cross_partition").select("txn_id").distinct()
     b = batch_alerts.where(alert_scope).select("alert_id", "rule", "account_id", "txn_ids",
                                                "event_time_ms", F.lit(True).alias("in_batch"))
@@ -530,18 +539,25 @@ def check_drift(cfg, start_ms: int, end_ms: int, metrics: dict) -> dict:
     own) and compare them with the runs of earlier intervals."""
     from jobs.batch import drift
 
-    history_dir = cfg.paths.data_dir / "quality" / "history"
-    history_dir.mkdir(parents=True, exist_ok=True)
-    earlier = []
-    for f in history_dir.glob("interval=*.json"):
-        start = int(f.stem.split("=", 1)[1].split("_")[0])
-        if start < start_ms:
-            earlier.append((start, json.loads(f.read_text())))
-    earlier.sort(key=lambda kv: kv[0])
-    result = drift.compare(metrics, [m for _, m in earlier], cfg.drift)
-    (history_dir / f"interval={start_ms}_{end_ms}.json").write_text(
+    earlier = [h["metrics"] for h in metrics_history(cfg) if h["start_ms"] < start_ms]
+    result = drift.compare(metrics, earlier, cfg.drift)
+    history_dir(cfg).mkdir(parents=True, exist_ok=True)
+    (history_dir(cfg) / f"interval={start_ms}_{end_ms}.json").write_text(
         json.dumps(metrics, sort_keys=True) + "\n")
     return result
+
+
+def history_dir(cfg) -> Path:
+    return cfg.paths.data_dir / "quality" / "history"
+
+
+def metrics_history(cfg) -> list[dict]:
+    """Every run's metrics in the history, by interval start: {start_ms, end_ms, metrics}."""
+    out = []
+    for f in history_dir(cfg).glob("interval=*.json"):
+        start, end = (int(x) for x in f.stem.split("=", 1)[1].split("_"))
+        out.append({"start_ms": start, "end_ms": end, "metrics": json.loads(f.read_text())})
+    return sorted(out, key=lambda h: h["start_ms"])
 
 
 def load_profiles(spark, cfg) -> dict[str, dict[int, fraud.Profile]]:
@@ -612,21 +628,32 @@ def spark_session(master: str | None, app: str = "payline-reconcile",
     return session
 
 
-def run(cfg, start_ms: int, end_ms: int, spark) -> dict:
+def run(cfg, start_ms: int, end_ms: int, spark, timings: dict | None = None) -> dict:
+    """The whole run; ``timings`` (if given) gets the seconds of each phase: "reconcile"
+    (recompute, classification, result files), "quality" (suites and drift), "report"."""
+    import time
+
     from jobs.batch import quality, report
 
+    timings = {} if timings is None else timings
+    t0 = time.perf_counter()
     results = build(spark, cfg, start_ms, end_ms)
-    out_dir = cfg.paths.data_dir / "reconciliation" / f"interval={start_ms}_{end_ms}"
+    t1 = time.perf_counter()
     # data quality is reported (summary, Data Docs), it does not decide the exit code
     results["summary"]["quality"] = quality.validate(cfg, results["quality_frames"])
     results["summary"]["data_docs"] = str(quality.docs_index(cfg))
     checks = check_drift(cfg, start_ms, end_ms, results["summary"]["metrics"])
     results["summary"]["drift"] = checks
     results["summary"]["drift_flags"] = sorted(k for k, v in checks.items() if v["drifted"])
+    t2 = time.perf_counter()
+    out_dir = cfg.paths.data_dir / "reconciliation" / f"interval={start_ms}_{end_ms}"
     write(results, out_dir)
     write_rule_state(cfg, end_ms, results["rule_state"])
     results["out_dir"] = out_dir
+    t3 = time.perf_counter()
     results["report"] = report.write(spark, cfg, results)
+    timings.update(reconcile=(t1 - t0) + (t3 - t2), quality=t2 - t1,
+                   report=time.perf_counter() - t3)
     return results
 
 
@@ -657,9 +684,11 @@ def exit_code(summary: dict) -> int:
 
 def report(results: dict) -> None:
     """The run's lines for the operator."""
+    from jobs.batch import quality
+
     s = results["summary"]
     start_ms, end_ms = s["interval"]["start_ms"], s["interval"]["end_ms"]
-    failed = sorted(k for k, v in s["quality"].items() if not v["success"])
+    failed = quality.failing(s)
     print(f"reconciled [{start_ms}, {end_ms}): aggregates {s['aggregates']}, alerts "
           f"{s['alerts']}, accounting {'holds' if s['accounting']['holds'] else 'BROKEN'}; "
           f"unexplained {s['unexplained']}; results {results['out_dir']}")

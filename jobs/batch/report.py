@@ -18,6 +18,7 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
+from jobs.batch import quality
 from udfs import reconcile
 
 SAMPLE_ROWS = 25
@@ -100,14 +101,10 @@ def collect(spark, cfg, results: dict) -> dict:
 
 
 def history(cfg, up_to_start_ms: int) -> list[dict]:
-    """The drift history of the runs up to this one, oldest first (jobs/batch/reconcile.py
-    check_drift writes one file per interval)."""
-    out = []
-    for f in (cfg.paths.data_dir / "quality" / "history").glob("interval=*.json"):
-        start, end = (int(x) for x in f.stem.split("=", 1)[1].split("_"))
-        if start <= up_to_start_ms:
-            out.append({"start_ms": start, "end_ms": end, "metrics": json.loads(f.read_text())})
-    return sorted(out, key=lambda h: h["start_ms"])
+    """The drift history of the runs up to this one, oldest first."""
+    from jobs.batch.reconcile import metrics_history
+
+    return [h for h in metrics_history(cfg) if h["start_ms"] <= up_to_start_ms]
 
 
 # --- charts --------------------------------------------------------------------------------------
@@ -329,7 +326,7 @@ def _json_cell(text: str | None) -> str:
 def page(s: dict, data: dict, charts: dict, links: dict, generated: str) -> str:
     start_ms, end_ms = s["interval"]["start_ms"], s["interval"]["end_ms"]
     acct = s["accounting"]
-    failed = sorted(k for k, v in s["quality"].items() if not v["success"])
+    failed = quality.failing(s)
     flags = s["drift_flags"]
     matched = "n/a" if s["matched_pct"] is None else f"{s['matched_pct']:.2f} %"
     tiles = [
@@ -454,8 +451,7 @@ def write(spark, cfg, results: dict) -> Path:
            "interval": {**s["interval"], "start": iso(start_ms), "end": iso(end_ms)},
            "headline": {"matched_pct": s["matched_pct"], "unexplained": s["unexplained"],
                         "accounting_holds": s["accounting"]["holds"],
-                        "quality_failing": sorted(k for k, v in s["quality"].items()
-                                                  if not v["success"]),
+                        "quality_failing": quality.failing(s),
                         "drift_flags": s["drift_flags"]},
            "windows": data["windows"], "sample_aggregates": data["sample_aggregates"],
            "sample_alerts": data["sample_alerts"],
