@@ -17,7 +17,10 @@ validation UDF (thread mode); everything else is Flink SQL on the JVM:
       -> dedup state: OVER (PARTITION BY txn_id ORDER BY proctime), first copy's fingerprint
          and event time (udfs.semantics.dedup_decision, written as SQL)
       -> outcome: invalid / CONFLICTING_DUPLICATE -> DLQ;  DUPLICATE -> counted, dropped;
-         accepted behind CURRENT_WATERMARK -> late;  accepted on time ->
+         accepted behind the watermark -> late;  accepted on time ->
+         (the watermark: the highest CURRENT_WATERMARK seen on the record's Kafka partition,
+         kept in keyed state, so a restore does not route replayed late records "on time"
+         into a window aggregate that restored its progress and drops them)
       -> tumbling window TVF aggregate                           -> aggregates
 
 Dedup state is one row per txn_id (the first copy's fingerprint and event time), kept for the

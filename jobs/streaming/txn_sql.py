@@ -181,7 +181,14 @@ def create_routed_view(t_env, source: str, cfg) -> str:
       WINDOW w AS (PARTITION BY dedup_key ORDER BY proctime
                    ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
     """)
-    # udfs.semantics.dedup_decision and is_late, as SQL
+    # udfs.semantics.dedup_decision and is_late, as SQL.
+    # The watermark a record is judged against is the highest CURRENT_WATERMARK seen so far on
+    # its Kafka partition, kept in keyed state (the MAX OVER below). While the job runs, that is
+    # CURRENT_WATERMARK itself (watermarks only rise). After a restore, CURRENT_WATERMARK
+    # starts again from nothing, while the window aggregate restores its progress
+    # (FLINK-24501) and silently drops what is behind it: a late record replayed before the
+    # new watermark caught up was routed "on time" and then dropped, and so lost (found by
+    # `payline soak`). The restored maximum routes it to payments.late-transactions.
     horizon = cfg.contract.dedup_horizon_ms
     window_start = f"(event_time_ms - MOD(event_time_ms, {w}))"
     t_env.execute_sql(f"""
@@ -198,8 +205,10 @@ def create_routed_view(t_env, source: str, cfg) -> str:
                           THEN '{semantics.ACCEPTED}'
                         WHEN fingerprint = first_fingerprint THEN '{semantics.DUPLICATE}'
                         ELSE '{CONFLICTING_DUPLICATE}' END AS outcome,
-                   CURRENT_WATERMARK(rowtime) AS arrival_watermark
-            FROM seen)
+                   MAX(current_watermark) OVER (
+                     PARTITION BY src_partition ORDER BY proctime
+                     ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS arrival_watermark
+            FROM (SELECT *, CURRENT_WATERMARK(rowtime) AS current_watermark FROM seen))
     """)
     return "routed"
 
