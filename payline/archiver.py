@@ -200,8 +200,11 @@ class Archiver:
         removed = remove_temporary_files(self.root)
         if removed:
             self.log(f"archiver: removed {removed} unfinished temporary files of a crash")
+        from payline import security
+
         consumer = Consumer({
-            "bootstrap.servers": self.cfg.kafka.bootstrap,
+            # in secure mode as the archiver principal: read payments.*, nothing else
+            **security.librdkafka_config(self.cfg, "archiver"),
             "group.id": a.group_id,
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,

@@ -90,7 +90,10 @@ def build_parser() -> _Parser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
-    sub.add_parser("up", help="start Kafka and Flink on loopback, create topics")
+    upp = sub.add_parser("up", help="start Kafka and Flink on loopback, create topics")
+    upp.add_argument("--secure", action="store_true",
+                     help="TLS + SASL/SCRAM, a principal per component and ACLs (README "
+                          "\"Security\"); the run dir stays secure")
     sub.add_parser("down", help="stop what `up` started")
     st = sub.add_parser("status", help="what runs where")
     st.add_argument("--json", action="store_true", help="machine-readable output")
@@ -132,6 +135,9 @@ def build_parser() -> _Parser:
     rb.add_argument("job", choices=sorted(STREAMING_JOBS))
     rb.add_argument("--to-savepoint", metavar="PATH", default=None,
                     help="default: the savepoint taken at the upgrade")
+    rb.add_argument("--keep-state", action="store_true",
+                    help="stop the running version with a savepoint and start the previous "
+                         "one from it: nothing replayed, no output written twice")
     sp = sub.add_parser("savepoint", help="trigger a savepoint of a running job")
     sp.add_argument("job", choices=sorted(STREAMING_JOBS))
     sp.add_argument("--stop", action="store_true",
@@ -148,6 +154,17 @@ def build_parser() -> _Parser:
     sc.add_argument("--once", action="store_true",
                     help="run what is due, then exit (for cron)")
 
+    so = sub.add_parser("soak", help="chaos soak: traffic with spikes and injected faults, "
+                                     "then loss and duplication checked by reconciliation")
+    so.add_argument("--duration", type=_positive_int, metavar="SECONDS",
+                    help="seconds of traffic (default soak.duration_s)")
+    so.add_argument("--rate", type=_positive_int, metavar="EVENTS_PER_S",
+                    help="events per second outside the spikes (default soak.rate_per_s)")
+    so.add_argument("--faults", type=_positive_int, metavar="N",
+                    help="faults to inject (default soak.faults)")
+    so.add_argument("--seed", type=_positive_int, help="the fault plan's seed")
+    so.add_argument("--kinds", metavar="KIND,KIND",
+                    help="fault kinds to draw from (default soak.kinds)")
     g = sub.add_parser("generate", help="send generated traffic to Kafka")
     _generator_args(g)
     d = sub.add_parser("demo", help="run the main job end to end on the local stack")
@@ -238,10 +255,11 @@ def generator_options(cfg: Config, args: argparse.Namespace | None = None):
 
 
 def cmd_generate(cfg: Config, args) -> int:
-    from payline import generator
+    from payline import generator, security
 
     opts = generator_options(cfg, args)
-    report = generator.send(cfg.kafka.bootstrap, opts, max_speed=args.max_speed,
+    report = generator.send(security.librdkafka_config(cfg, "generator"), opts,
+                            max_speed=args.max_speed,
                             manifest=args.manifest)
     print(report.summary())
     if args.manifest:
@@ -299,7 +317,7 @@ def cmd_ops(cfg: Config, args) -> int:
             print(f"upgraded {args.job} {d['upgraded_from']} -> {d['version']} through "
                   f"{d['savepoint']}: job {d['job_id']} running")
         elif args.command == "rollback":
-            d = ops.rollback(cfg, args.job, args.to_savepoint)
+            d = ops.rollback(cfg, args.job, args.to_savepoint, args.keep_state)
             print(f"rolled {args.job} back to {d['version']} from {d['from_savepoint']}: "
                   f"job {d['job_id']} running")
         elif args.command == "savepoint":
@@ -322,7 +340,7 @@ def cmd_ops(cfg: Config, args) -> int:
 
 def cmd_demo(cfg: Config, args) -> int:
     from jobs.streaming import FRAUD_JOB_NAME, TRANSACTIONS_JOB_NAME
-    from payline import archiver, generator, stack, topics
+    from payline import archiver, generator, security, stack, topics
 
     stack.up(cfg)
     stack.archiver_up(cfg, _cli_args(args))
@@ -332,11 +350,11 @@ def cmd_demo(cfg: Config, args) -> int:
     opts = generator_options(cfg, ns)
     print(f"generating {opts.count} transactions (seed {opts.seed}, "
           f"{DEMO_EVENT_TIME_S} s of event time) to {cfg.topics.transactions} at "
-          f"{cfg.kafka.bootstrap} ...")
+          f"{security.bootstrap(cfg)} ...")
     # Traffic first, jobs second: a job that has sat on empty partitions for the idle timeout
     # lets the first partition it reads after a burst set the watermark, and much of the rest
     # of the burst arrives late (Flink's idleness at work). The jobs then read a backlog.
-    report = generator.send(cfg.kafka.bootstrap, opts, max_speed=True)
+    report = generator.send(security.librdkafka_config(cfg, "generator"), opts, max_speed=True)
     for job, name in (("transactions", TRANSACTIONS_JOB_NAME), ("fraud", FRAUD_JOB_NAME)):
         job_id = _running_job(cfg, name)
         if job_id:
@@ -453,6 +471,36 @@ def _cli_args(args) -> list[str]:
     return out
 
 
+def cmd_soak(cfg: Config, args) -> int:
+    import dataclasses
+
+    from payline import ops, soak
+
+    changes = {}
+    for arg, key, least in (("duration", "duration_s", 30), ("rate", "rate_per_s", 1),
+                            ("faults", "faults", 0), ("seed", "seed", 0)):
+        value = getattr(args, arg)
+        if value is not None:
+            if value < least:
+                raise UsageError(f"payline soak: argument --{arg}: must be >= {least}, "
+                                 f"got {value}")
+            changes[key] = value
+    if args.kinds is not None:
+        kinds = tuple(k for k in args.kinds.replace(",", " ").split() if k)
+        bad = [k for k in kinds if k not in soak.KINDS] or ([] if kinds else [args.kinds])
+        if bad:
+            raise UsageError(f"payline soak: argument --kinds: unknown fault kind {bad[0]!r} "
+                             f"(known: {', '.join(soak.KINDS)})")
+        changes["kinds"] = kinds
+    cfg = cfg.replace(soak=dataclasses.replace(cfg.soak, **changes))
+    try:
+        summary = soak.run(cfg, _cli_args(args))
+    except (soak.SoakError, ops.OpsError) as exc:
+        print(f"payline soak: {exc}", file=sys.stderr)
+        return 1
+    return 0 if summary["ok"] else 1
+
+
 def cmd_archiver(cfg: Config, args) -> int:
     from payline import archiver, stack
 
@@ -484,10 +532,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a failure of the stack, reported by name, not as a traceback
         from payline.archiver import ArchiverError
         from payline.generator import SendError
+        from payline.security import SecurityError
         from payline.stack import StackError
         from payline.topics import TopicReadError
 
-        if isinstance(exc, (StackError, SendError, TopicReadError, ArchiverError)):
+        if isinstance(exc, (StackError, SendError, TopicReadError, ArchiverError,
+                            SecurityError)):
             print(f"payline: {exc}", file=sys.stderr)
             return 1
         raise
@@ -497,7 +547,7 @@ def _dispatch(cfg: Config, args) -> int:
     from payline import stack, topics
 
     if args.command == "up":
-        stack.up(cfg)
+        stack.up(cfg, secure=args.secure)
         print(stack.format_status(stack.status(cfg)))
         return 0
     if args.command == "down":
@@ -509,6 +559,10 @@ def _dispatch(cfg: Config, args) -> int:
         return 0
     if args.command == "topics":
         topics.create_topics(cfg)
+        from payline import security
+
+        if security.active(cfg):
+            security.apply_acls(cfg)
         return 0
     if args.command == "submit":
         return cmd_submit(cfg, args)
@@ -522,6 +576,8 @@ def _dispatch(cfg: Config, args) -> int:
         return cmd_reconcile(args)
     if args.command == "schedule":
         return cmd_schedule(cfg, args)
+    if args.command == "soak":
+        return cmd_soak(cfg, args)
     if args.command in ("release", "deploy", "upgrade", "rollback", "savepoint", "savepoints"):
         return cmd_ops(cfg, args)
     if args.command == "package-batch":

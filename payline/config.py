@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,7 +99,11 @@ class Flink:
     checkpoint_timeout_ms: int = _int(1000, 3_600_000)
     min_pause_between_checkpoints_ms: int = _int(0, 3_600_000)
     restart_attempts: int = _int(0, 1_000_000)
+    restart_interval_s: int = _int(1, 86_400)
     restart_delay_ms: int = _int(0, 3_600_000)
+    tolerable_failed_checkpoints: int = _int(0, 1000)
+    heartbeat_interval_ms: int = _int(100, 600_000)
+    heartbeat_timeout_ms: int = _int(1000, 3_600_000)
     python_execution_mode: str = _str(("thread", "process"))
     start_timeout_s: int = _int(1, 3600)
     jars_dir: Path = _path()
@@ -219,6 +224,44 @@ class Ops:
 
 
 @dataclass(frozen=True)
+class Soak:
+    # `payline soak` (payline/soak.py): traffic with spikes and faults at seeded moments
+    duration_s: int = _int(30, 7 * 86_400)
+    rate_per_s: int = _int(1, 1_000_000)
+    seed: int = _int(0, None)
+    faults: int = _int(0, 10_000)
+    kinds: tuple[str, ...] = _str_list()
+    spikes: int = _int(0, 1000)
+    spike_factor: float = _float(1.0, 1000.0)
+    spike_s: int = _int(1, 3600)
+    warmup_s: int = _int(0, 86_400)
+    cooldown_s: int = _int(0, 86_400)
+    broker_down_s: int = _int(0, 3600)
+    readonly_s: int = _int(1, 3600)
+    recovery_timeout_s: int = _int(10, 3600)
+    settle_timeout_s: int = _int(10, 86_400)
+
+
+@dataclass(frozen=True)
+class Security:
+    # payline/security.py: TLS + SASL/SCRAM, one principal per component, ACLs
+    enabled: bool = field(metadata={"kind": "bool"})
+    port: int = _int(*PORT)
+    mechanism: str = _str(("SCRAM-SHA-512", "SCRAM-SHA-256"))
+    certs_dir: str = _str()
+    secrets_dir: str = _str()
+    cert_validity_days: int = _int(1, 3650)
+    broker_principal: str = _str()
+    admin_principal: str = _str()
+    generator_principal: str = _str()
+    transactions_principal: str = _str()
+    fraud_principal: str = _str()
+    archiver_principal: str = _str()
+    ops_principal: str = _str()
+    analyst_principal: str = _str()
+
+
+@dataclass(frozen=True)
 class Fraud:
     # the rules (CONTRACT.md §5 payments.alerts); udfs.fraud.FraudParams
     large_amount_cents: int = _int(1, None)
@@ -256,6 +299,8 @@ class Config:
     quality: Quality
     drift: Drift
     ops: Ops
+    soak: Soak
+    security: Security
     root: Path = PROJECT_ROOT
 
     def replace(self, **sections: Any) -> Config:
@@ -266,7 +311,8 @@ _SECTIONS = {
     "paths": Paths, "kafka": Kafka, "flink": Flink, "topics": Topics,
     "topic_settings": TopicSettings, "contract": Contract, "event_time": EventTime,
     "generator": Generator, "archiver": Archiver, "fraud": Fraud,
-    "batch": Batch, "quality": Quality, "drift": Drift, "ops": Ops,
+    "batch": Batch, "quality": Quality, "drift": Drift, "ops": Ops, "soak": Soak,
+    "security": Security,
 }
 
 
@@ -322,6 +368,12 @@ def _coerce(key: str, raw: Any, meta: dict, root: Path) -> Any:
             raise ConfigError(f"conf: {key} must be a path string, got {raw!r}")
         p = Path(raw)
         return p if p.is_absolute() else root / p
+    if kind == "bool":
+        if isinstance(raw, str) and raw.lower() in ("true", "false"):
+            raw = raw.lower() == "true"
+        if not isinstance(raw, bool):
+            raise ConfigError(f"conf: {key} must be true or false, got {raw!r}")
+        return raw
     if kind == "str_list":
         if isinstance(raw, str):
             raw = [s for s in raw.replace(",", " ").split() if s]
@@ -420,6 +472,7 @@ def _check_relations(cfg: Config) -> None:
         if getattr(cfg.event_time, key) % 1000:
             raise ConfigError(f"conf: event_time.{key} must be whole seconds (a multiple of "
                               f"1000), got {getattr(cfg.event_time, key)}")
+    _check_security(cfg)
     g = cfg.generator
     bad = (
         g.duplicate_fraction
@@ -431,3 +484,30 @@ def _check_relations(cfg: Config) -> None:
     )
     if bad >= 1.0:
         raise ConfigError("conf: generator.*_fraction values must add up to less than 1")
+
+
+_PRINCIPAL = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def _check_security(cfg: Config) -> None:
+    s, k = cfg.security, cfg.kafka
+    if s.port in (k.port, k.controller_port):
+        raise ConfigError("conf: security.port must differ from kafka.port and "
+                          "kafka.controller_port")
+    for key in ("certs_dir", "secrets_dir"):
+        value = getattr(s, key)
+        if ".." in Path(value).parts:
+            raise ConfigError(f"conf: security.{key} must stay inside paths.run_dir (a path "
+                              f"relative to it, or absolute), got {value!r}")
+    seen: dict[str, str] = {}
+    for f in dataclasses.fields(Security):
+        if not f.name.endswith("_principal"):
+            continue
+        name = getattr(s, f.name)
+        if not _PRINCIPAL.match(name):
+            raise ConfigError(f"conf: security.{f.name} must be 1-64 characters of "
+                              f"A-Z a-z 0-9 . _ -, got {name!r}")
+        if name in seen:
+            raise ConfigError(f"conf: security.{f.name} must differ from "
+                              f"security.{seen[name]} (one principal per component)")
+        seen[name] = f.name

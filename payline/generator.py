@@ -343,6 +343,7 @@ class SendReport:
     counts: dict
     sent: int
     elapsed_s: float
+    last_schedule_s: float = 0.0  # the last record's place in the schedule (its event time)
 
     @property
     def rate(self) -> float:
@@ -358,12 +359,14 @@ class SendReport:
         return "\n".join(lines)
 
 
-def producer(bootstrap: str, **overrides):
-    """librdkafka producer: idempotent, acks=all, batched; ~240k small records/s here."""
+def producer(bootstrap, **overrides):
+    """librdkafka producer: idempotent, acks=all, batched; ~240k small records/s here.
+    ``bootstrap``: a broker address, or the settings of payline.security.librdkafka_config
+    (address and, in secure mode, TLS and the generator's SCRAM login)."""
     from confluent_kafka import Producer
 
     settings = {
-        "bootstrap.servers": bootstrap,
+        **(bootstrap if isinstance(bootstrap, dict) else {"bootstrap.servers": bootstrap}),
         "enable.idempotence": True,  # a retry inside the client never writes a record twice
         "linger.ms": 20,
         "batch.size": 1_000_000,
@@ -393,9 +396,10 @@ class SendError(RuntimeError):
     pass
 
 
-def send(bootstrap: str, opts: Options, *, max_speed: bool = False,
-         manifest: str | None = None, stream=None) -> SendReport:
-    """Send ``plan(opts)`` to Kafka, paced to the schedule unless ``max_speed``.
+def send(bootstrap, opts: Options, *, max_speed: bool = False,
+         manifest: str | None = None, stream=None, stop=None) -> SendReport:
+    """Send ``plan(opts)`` to Kafka, paced to the schedule unless ``max_speed``; ``stop`` (a
+    threading.Event) ends it early, after the records sent so far are acknowledged.
 
     With ``manifest``, every record is written as one JSON line with its partition and offset:
     the ground truth for tests. Raises SendError when any record was not acknowledged.
@@ -426,13 +430,17 @@ def send(bootstrap: str, opts: Options, *, max_speed: bool = False,
     progress = _Progress(opts.count + opts.accounts if opts.count is not None else None, stream)
     started = time.monotonic()
     sent = 0
+    last_schedule_s = 0.0
     for rec in plan(opts):
+        if stop is not None and stop.is_set():
+            break
         if not max_speed:
             ahead = rec.schedule_s - (time.monotonic() - started)
             if ahead > 0.005:
                 prod.poll(0)
                 time.sleep(ahead)
         _produce(prod, rec, delivered(rec) if manifest else count_failure)
+        last_schedule_s = rec.schedule_s
         counts[rec.category] = counts.get(rec.category, 0) + 1
         sent += 1
         if sent % 5000 == 0:
@@ -450,4 +458,4 @@ def send(bootstrap: str, opts: Options, *, max_speed: bool = False,
         with open(manifest, "w") as out:
             for entry in entries:
                 out.write(json.dumps(entry) + "\n")
-    return SendReport(counts, sent, elapsed)
+    return SendReport(counts, sent, elapsed, last_schedule_s)

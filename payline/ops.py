@@ -475,23 +475,47 @@ def upgrade(cfg: Config, job: str, version: str, allow_non_restored: bool = Fals
     return rec
 
 
-def rollback(cfg: Config, job: str, to_savepoint: str | None = None) -> dict:
+def rollback(cfg: Config, job: str, to_savepoint: str | None = None,
+             keep_state: bool = False) -> dict:
     """Back to the version before the last upgrade, from the savepoint taken at that upgrade
-    (or ``to_savepoint``)."""
+    (or ``to_savepoint``). That replays what the new version did since the upgrade: its
+    exactly-once outputs since then are written again (duplicates downstream).
+
+    ``keep_state``: stop the running version with a savepoint and start the previous version
+    from that instead (its state must be readable by the previous version): nothing is
+    replayed, no output is written twice. When the previous version cannot take that state,
+    the running version starts again from the same savepoint and OpsError says why."""
     _check_job(job)
+    if keep_state and to_savepoint:
+        raise OpsError("rollback: --keep-state and --to-savepoint exclude each other")
     ups = [u for u in _read(cfg.paths.ops_dir / "upgrades.jsonl")
            if u["job"] == job and not u.get("rollback")]
     if not ups:
         raise OpsError(f"rollback: {job} has no upgrade to roll back")
     last = ups[-1]
     current = current_deployment(cfg, job)
+    parallelism = current.get("parallelism") if current else None
+    job_args = tuple(current.get("job_args", [])) if current else ()
     job_id = running_job(cfg, job)
-    if job_id:
-        _cancel(cfg, job_id)
-    rec = deploy(cfg, job, last["from_version"],
-                 current.get("parallelism") if current else None,
-                 to_savepoint or last["savepoint"],
-                 tuple(current.get("job_args", [])) if current else (), action="rollback")
+    if keep_state:
+        if not job_id or current is None:
+            raise OpsError(f"rollback --keep-state: {job} is not running")
+        to_savepoint = savepoint(cfg, job, "rollback", stop=True)["path"]
+        try:
+            rec = deploy(cfg, job, last["from_version"], parallelism, to_savepoint, job_args,
+                         action="rollback")
+        except OpsError as exc:
+            deploy(cfg, job, current["version"], parallelism, to_savepoint, job_args,
+                   action="restore-after-failed-rollback")
+            raise OpsError(f"rollback: {job} {last['from_version']} cannot start from the "
+                           f"state of {current['version']} ({to_savepoint}): "
+                           f"{str(exc)[:1500]}. {job} {current['version']} runs again from "
+                           f"it.") from None
+    else:
+        if job_id:
+            _cancel(cfg, job_id)
+        rec = deploy(cfg, job, last["from_version"], parallelism,
+                     to_savepoint or last["savepoint"], job_args, action="rollback")
     _append(cfg.paths.ops_dir / "upgrades.jsonl", {
         "job": job, "rolled_back": last["to_version"], "to_version": last["from_version"],
         "from_version": last["to_version"], "savepoint": to_savepoint or last["savepoint"],
@@ -528,10 +552,12 @@ def consumer_lag(cfg: Config, group: str, topics: list[str]) -> dict[str, int | 
     """End offset - committed offset per "topic/partition" (None: nothing committed)."""
     from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
-    admin = KafkaAdminClient(bootstrap_servers=cfg.kafka.bootstrap, request_timeout_ms=5000,
-                             client_id="payline-status")
-    consumer = KafkaConsumer(bootstrap_servers=cfg.kafka.bootstrap, request_timeout_ms=5000,
-                             client_id="payline-status")
+    from payline import security
+
+    # in secure mode as the ops principal: describe groups, read offsets, nothing else
+    client = security.kafka_python_config(cfg, "ops")
+    admin = KafkaAdminClient(request_timeout_ms=5000, client_id="payline-status", **client)
+    consumer = KafkaConsumer(request_timeout_ms=5000, client_id="payline-status", **client)
     try:
         committed = {tp: meta.offset for tp, meta in
                      admin.list_group_offsets(group).get(group, {}).items()}

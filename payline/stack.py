@@ -214,10 +214,12 @@ def kafka_ready(cfg: Config, timeout_s: float = 5.0) -> bool:
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
+    from payline import security
+
     try:
-        admin = KafkaAdminClient(bootstrap_servers=cfg.kafka.bootstrap,
-                                 request_timeout_ms=int(timeout_s * 1000),
-                                 client_id="payline-status")
+        admin = KafkaAdminClient(request_timeout_ms=int(timeout_s * 1000),
+                                 client_id="payline-status",
+                                 **security.kafka_python_config(cfg, "ops"))
     except (KafkaError, OSError, ValueError):
         return False
     try:
@@ -236,14 +238,18 @@ def storage_format_args(cluster_id: str, properties) -> list[str]:
 
 
 def kafka_up(cfg: Config, log=print) -> None:
+    from payline import security
+
     kc, kp = cfg.kafka, kafka_paths(cfg)
+    secure = security.active(cfg)
     if kafka_pids(cfg):
         if _wait(lambda: kafka_ready(cfg), kc.start_timeout_s, kafka_pids, cfg):
-            log(f"kafka: already running at {kc.bootstrap}")
+            log(f"kafka: already running at {security.bootstrap(cfg)}")
             return
         raise StackError(f"kafka: running (pid {kafka_pids(cfg)}) but not answering; "
                          f"see {kp.log}\n{_tail(kp.log)}")
-    for port, key in ((kc.port, "kafka.port"), (kc.controller_port, "kafka.controller_port")):
+    client_port = ((cfg.security.port, "security.port") if secure else (kc.port, "kafka.port"))
+    for port, key in (client_port, (kc.controller_port, "kafka.controller_port")):
         if _port_open(kc.host, port):
             raise StackError(f"kafka: port {port} ({key}) is already in use by another process; "
                              f"stop it or set {key}")
@@ -253,6 +259,11 @@ def kafka_up(cfg: Config, log=print) -> None:
         "data_dir": kp.data, "default_partitions": kc.default_partitions,
         "transaction_max_timeout_ms": kc.transaction_max_timeout_ms,
     })
+    if secure:  # TLS + SASL/SCRAM listener, mutual-TLS controller, StandardAuthorizer
+        overlay = string.Template(
+            (cfg.root / "conf" / "kafka" / "server-secure.properties").read_text()
+        ).substitute({k: str(v) for k, v in security.broker_values(cfg).items()})
+        kp.properties.write_text(security.merge_properties(kp.properties.read_text(), overlay))
     java = java_bin()
     classpath = f"{kc.jars_dir}/*"
     jvm = [java, f"-Xms{kc.heap_mb}m", f"-Xmx{kc.heap_mb}m", "-XX:+UseG1GC",
@@ -260,10 +271,16 @@ def kafka_up(cfg: Config, log=print) -> None:
            f"-Dkafka.logs.dir={kp.logs}", "-cp", classpath]
     if not (kp.data / "meta.properties").exists():
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        fmt = subprocess.run(
-            [*jvm, "kafka.tools.StorageTool", *storage_format_args(cluster_id, kp.properties)],
-            capture_output=True, text=True,
-        )
+        tool = [*jvm[1:], "kafka.tools.StorageTool",
+                *storage_format_args(cluster_id, kp.properties)]
+        argfile = kp.home / ".format.args"
+        if secure:  # every principal's SCRAM credential, in a mode-0600 `java @file`
+            security.java_argfile(argfile, [*tool, *security.storage_scram_args(cfg)])
+            tool = [f"@{argfile}"]
+        try:
+            fmt = subprocess.run([jvm[0], *tool], capture_output=True, text=True)
+        finally:
+            argfile.unlink(missing_ok=True)
         if fmt.returncode != 0:
             raise StackError(f"kafka: formatting the storage in {kp.data} failed:\n"
                              f"{fmt.stdout[-1500:]}{fmt.stderr[-1500:]}")
@@ -279,7 +296,8 @@ def kafka_up(cfg: Config, log=print) -> None:
             f"{kc.start_timeout_s} s (kafka.start_timeout_s); its log: {kp.log} "
             f"(stdout: {kp.stdout})\n{_tail(kp.log if kp.log.exists() else kp.stdout)}"
         )
-    log(f"kafka: up at {kc.bootstrap} (pid {proc.pid}, log {kp.log})")
+    log(f"kafka: up at {security.bootstrap(cfg)}"
+        + (" (TLS + SASL/SCRAM, ACLs)" if secure else "") + f" (pid {proc.pid}, log {kp.log})")
 
 
 def _stop(part: str, pids: list[int], pid_file: Path, log) -> None:
@@ -419,6 +437,10 @@ def render_flink_conf(cfg: Config) -> FlinkPaths:
         "checkpoint_timeout_ms": fc.checkpoint_timeout_ms,
         "min_pause_between_checkpoints_ms": fc.min_pause_between_checkpoints_ms,
         "restart_attempts": fc.restart_attempts, "restart_delay_ms": fc.restart_delay_ms,
+        "restart_interval_s": fc.restart_interval_s,
+        "tolerable_failed_checkpoints": fc.tolerable_failed_checkpoints,
+        "heartbeat_interval_ms": fc.heartbeat_interval_ms,
+        "heartbeat_timeout_ms": fc.heartbeat_timeout_ms,
         "prometheus_port_first": fc.prometheus_port_first,
         "prometheus_port_last": fc.prometheus_port_last,
         "python": sys.executable, "python_execution_mode": fc.python_execution_mode,
@@ -488,6 +510,22 @@ def taskmanager_start(cfg: Config, log=print) -> None:
     log("flink: TaskManager started")
 
 
+def jobmanager_start(cfg: Config, log=print) -> None:
+    """Start the JobManager again (after it was lost) and wait until a TaskManager is
+    registered with it. Without HA services the jobs it ran are gone: they are started again
+    from their last retained checkpoints (payline/soak.py does that)."""
+    proc = subprocess.run([flink_bin("jobmanager.sh"), "start"], env=flink_env(cfg),
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise StackError(f"flink: jobmanager.sh start failed (exit {proc.returncode})\n"
+                         f"{proc.stdout[-1500:]}{proc.stderr[-1500:]}")
+    if not _wait(lambda: _flink_ready(cfg), cfg.flink.start_timeout_s, _any_flink_pid, cfg):
+        raise StackError(f"flink: the JobManager did not come back within "
+                         f"{cfg.flink.start_timeout_s} s (flink.start_timeout_s); logs in "
+                         f"{flink_paths(cfg).logs}")
+    log("flink: JobManager started")
+
+
 def flink_down(cfg: Config, log=print) -> None:
     pids = flink_pids(cfg)
     every = pids["taskmanager"] + pids["jobmanager"]
@@ -506,13 +544,24 @@ def flink_down(cfg: Config, log=print) -> None:
 # --- the whole stack ----------------------------------------------------------------------------
 
 
-def up(cfg: Config, log=print) -> None:
-    from payline import topics
+def up(cfg: Config, log=print, secure: bool = False) -> None:
+    """``secure``: `payline up --secure` (README "Security"); a run dir once set up secure
+    stays secure."""
+    from payline import security, topics
 
     ensure_jars(cfg)
+    if secure or security.active(cfg):
+        kp = kafka_paths(cfg)
+        if (kp.data / "meta.properties").exists() and not security.active(cfg):
+            raise StackError(f"kafka: the broker's storage in {kp.data} was formatted without "
+                             f"secure mode; `payline down` and remove {kp.home} to start it "
+                             f"with --secure")
+        security.prepare(cfg, log)
     kafka_up(cfg, log)
     try:
         topics.create_topics(cfg, log)
+        if security.active(cfg):
+            security.apply_acls(cfg, log)
         flink_up(cfg, log)
     except Exception:
         log("up failed; the parts that did start are left running for inspection "
@@ -573,6 +622,8 @@ def prometheus_ports(cfg: Config) -> list[int]:
 
 
 def status(cfg: Config) -> dict:
+    from payline import security
+
     kp, fp = kafka_paths(cfg), flink_paths(cfg)
     kpids = kafka_pids(cfg)
     fpids = flink_pids(cfg)
@@ -603,7 +654,8 @@ def status(cfg: Config) -> dict:
             "running": bool(kpids),
             "ready": kafka_up,
             "pids": kpids,
-            "bootstrap": cfg.kafka.bootstrap,
+            "bootstrap": security.bootstrap(cfg),
+            "secure": security.active(cfg),
             "log": str(kp.log),
             "data_dir": str(kp.data),
         },
@@ -635,6 +687,7 @@ def format_status(st: dict) -> str:
 
     lines = [
         f"kafka  {state(k):<8} broker {k['bootstrap']}"
+        + (" (TLS + SASL/SCRAM)" if k.get("secure") else "")
         + (f"  pid {', '.join(map(str, k['pids']))}" if k["pids"] else ""),
         f"       log {k['log']}",
         f"flink  {state(f):<8} web UI {f['web_ui']}"

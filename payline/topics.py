@@ -8,6 +8,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from payline import security
 from payline.config import Config
 
 
@@ -25,8 +26,9 @@ def topic_specs(cfg: Config) -> dict[str, dict]:
 
 
 def admin_client(cfg: Config, client_id: str = "payline-admin") -> KafkaAdminClient:
-    return KafkaAdminClient(bootstrap_servers=cfg.kafka.bootstrap, client_id=client_id,
-                            request_timeout_ms=30000)
+    """In secure mode, as the admin principal (a super user)."""
+    return KafkaAdminClient(client_id=client_id, request_timeout_ms=30000,
+                            **security.kafka_python_config(cfg, "admin"))
 
 
 def create_topics(cfg: Config, log=print) -> None:
@@ -81,17 +83,18 @@ class TopicReadError(RuntimeError):
 
 
 def read_topic(cfg: Config, topic: str, *, committed_only: bool = True,
-               timeout_s: float = 60) -> list:
+               timeout_s: float = 60, component: str = "ops") -> list:
     """Every record of ``topic`` from the beginning to its current end, in (partition, offset)
-    order; with ``committed_only`` as a read_committed consumer sees them."""
+    order; with ``committed_only`` as a read_committed consumer sees them. In secure mode as
+    the principal of ``component`` (ops: may read, never write)."""
     import time
 
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(
-        bootstrap_servers=cfg.kafka.bootstrap, enable_auto_commit=False,
+        enable_auto_commit=False,
         isolation_level="read_committed" if committed_only else "read_uncommitted",
-        client_id="payline-reader",
+        client_id="payline-reader", **security.kafka_python_config(cfg, component),
     )
     try:
         parts = [TopicPartition(topic, p)

@@ -16,7 +16,9 @@ from pyflink.common import Row
 from pyflink.table import DataTypes
 from pyflink.table.udf import ScalarFunction, udf
 
+from jobs.streaming import FRAUD_JOB_NAME, TRANSACTIONS_JOB_NAME
 from payline import config as config_mod
+from payline import security
 from udfs import semantics
 from udfs.contract import CONFLICTING_DUPLICATE, FIELD_NAMES, Rules, Valid, validate
 
@@ -89,7 +91,8 @@ def kafka_source_options(cfg, topic: str, args, startup: str) -> str:
     return f"""
       'connector' = 'kafka',
       'topic' = '{topic}',
-      'properties.bootstrap.servers' = '{cfg.kafka.bootstrap}',
+      'properties.bootstrap.servers' = '{security.bootstrap(cfg)}',{
+          security.flink_sql_options(cfg, args.component)}
       'properties.group.id' = '{args.group_id}',
       'properties.isolation.level' = 'read_committed',
       {startup}
@@ -122,6 +125,10 @@ def source_ddl(cfg, args) -> str:
     """
 
 
+# the principal (payline.security) each job's Kafka clients log in as, in secure mode
+JOB_COMPONENTS = {TRANSACTIONS_JOB_NAME: "transactions", FRAUD_JOB_NAME: "fraud"}
+
+
 def sink_ddl(cfg, job_name: str, name: str, topic: str, columns: str, key_field: str,
              value_format: str, exactly_once: bool = True, extra: str = "") -> str:
     """A Kafka sink table. Exactly-once: transactional, committed on checkpoints (readers use
@@ -135,7 +142,8 @@ def sink_ddl(cfg, job_name: str, name: str, topic: str, columns: str, key_field:
     CREATE TEMPORARY TABLE {name} ({columns}) WITH (
       'connector' = 'kafka',
       'topic' = '{topic}',
-      'properties.bootstrap.servers' = '{cfg.kafka.bootstrap}',
+      'properties.bootstrap.servers' = '{security.bootstrap(cfg)}',{
+          security.flink_sql_options(cfg, JOB_COMPONENTS[job_name])}
       -- below the broker's transaction.max.timeout.ms; outlives any checkpoint
       'properties.transaction.timeout.ms' = '900000',
       {guarantee}
@@ -225,7 +233,9 @@ def parse_job_args(prog: str, description: str, argv) -> argparse.Namespace:
     p.add_argument("--bounded", action="store_true")
     p.add_argument("--starting-offsets", choices=("earliest", "committed"), default="committed")
     p.add_argument("--group-id", default=None)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.component = prog  # whose Kafka login the job uses in secure mode (payline.security)
+    return args
 
 
 def configure_tables(t_env, cfg, job_name: str) -> None:
