@@ -206,6 +206,7 @@ class Archiver:
             # in secure mode as the archiver principal: read payments.*, nothing else
             **security.librdkafka_config(self.cfg, "archiver"),
             "group.id": a.group_id,
+            "session.timeout.ms": a.session_timeout_ms,
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "isolation.level": "read_committed",

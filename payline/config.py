@@ -183,6 +183,7 @@ class Archiver:
     group_id: str = _str()
     flush_records: int = _int(1, 10_000_000)
     flush_interval_ms: int = _int(100, 3_600_000)
+    session_timeout_ms: int = _int(6_000, 300_000)  # the broker's group.min/max.session.timeout
 
 
 @dataclass(frozen=True)
@@ -238,6 +239,7 @@ class Soak:
     cooldown_s: int = _int(0, 86_400)
     broker_down_s: int = _int(0, 3600)
     readonly_s: int = _int(1, 3600)
+    standby_taskmanagers: int = _int(0, 8)
     recovery_timeout_s: int = _int(10, 3600)
     settle_timeout_s: int = _int(10, 86_400)
 

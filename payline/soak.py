@@ -8,7 +8,10 @@ are injected one at a time, at moments drawn from ``soak.seed`` (when the faults
 than planned, the traffic goes on until ``cooldown_s`` after the last one has recovered, so every
 fault of the plan happens under traffic):
 
-- ``taskmanager_kill``: the TaskManager ``kill -9``, a new one started at once;
+- ``taskmanager_kill``: ``kill -9`` of the TaskManagers running tasks. With
+  ``soak.standby_taskmanagers`` (idle TaskManagers started after the deploy, as a production
+  cluster keeps spare slots) the tasks restart on a standby at once and the replacement starts
+  after the recovery; without one, a new TaskManager is started at once and the jobs wait for it;
 - ``jobmanager_restart``: the JobManager ``kill -9`` and started again. Without HA services
   (Flink's standalone HA needs ZooKeeper or Kubernetes) its jobs are gone; both jobs are
   deployed again from their last retained checkpoint, as an operator would;
@@ -249,8 +252,13 @@ class Soak:
         self.log(f"soak: {stamp}{text}")
 
     def prepare(self) -> None:
-        from payline import ops, stack
+        from payline import ops, security, stack
 
+        if security.active(self.cfg):
+            # its watcher, traffic and checks are plain clients of the broker
+            raise SoakError("the soak runs on a plaintext stack: security.enabled is on (or "
+                            f"{self.cfg.paths.run_dir} was started with `up --secure`); run it "
+                            "with a --conf of its own run dir and ports")
         stack.up(self.cfg, self.log)
         stack.archiver_up(self.cfg, self.cli_args, self.log)
         for job in JOBS:
@@ -267,6 +275,14 @@ class Soak:
             rec = ops.deploy(self.cfg, job, names[0], job_args=tuple(self.cli_args))
             self._say(f"{job} {names[0]} running (job {rec['job_id']}, "
                       f"{rec['until_running_s']} s)")
+        # standbys start after the deploy, so the jobs' tasks are on the first TaskManager
+        n = self.sc.standby_taskmanagers
+        if n:
+            have = len(stack.taskmanagers(self.cfg))
+            for _ in range(n):
+                stack.taskmanager_start(self.cfg, log=lambda _: None)
+            stack.wait_taskmanagers(self.cfg, have + n)
+            self._say(f"{n} standby TaskManager{'s' if n > 1 else ''} registered")
 
     def traffic(self):
         """The generator's options: the [generator] mix at the soak's rate, with spikes."""
@@ -345,11 +361,27 @@ class Soak:
         since = time.time()
         res.injected_at_s = round(since - self.t0, 1)
         if kind == "taskmanager_kill":
-            pids = stack.flink_pids(cfg)["taskmanager"]
+            # the TaskManagers running tasks; an idle standby takes their tasks over at once,
+            # and their replacements start after the recovery (not competing with it for CPU)
+            tms = stack.taskmanagers(cfg)
+            pids = [tm["pid"] for tm in tms if tm["busy"] and tm["pid"]] or [
+                tm["pid"] for tm in tms if tm["pid"]] or stack.flink_pids(cfg)["taskmanager"]
+            standby = len(tms) - len(pids)
             for pid in pids:
                 os.kill(pid, signal.SIGKILL)
-            stack.taskmanager_start(cfg, log=lambda _: None)
-            res.detail = f"kill -9 of pid {', '.join(map(str, pids))}, a new TaskManager"
+            if standby <= 0:
+                for _ in pids:
+                    stack.taskmanager_start(cfg, log=lambda _: None)
+            res.detail = (f"kill -9 of pid {', '.join(map(str, pids))}; "
+                          + (f"tasks restarted on {standby} standby TaskManager"
+                             f"{'s' if standby > 1 else ''}, replacement started after the "
+                             f"recovery" if standby > 0 else "a new TaskManager"))
+            self._wait_recovered(res, since)
+            if standby > 0:
+                for _ in pids:
+                    stack.taskmanager_start(cfg, log=lambda _: None)
+                stack.wait_taskmanagers(cfg, len(tms))
+            return
         elif kind == "jobmanager_restart":
             before = {job: ops.running_job(cfg, job) for job in JOBS}
             pids = stack.flink_pids(cfg)["jobmanager"]
@@ -561,6 +593,7 @@ class Soak:
                 raise SoakError(f"the jobs are still {behind:,} records behind their input "
                                 f"after soak.settle_timeout_s ({self.sc.settle_timeout_s} s)")
             time.sleep(5)
+        self._say("both jobs have read their whole input")
         # 2. their outputs have stopped growing (the last checkpoints committed)
         last = None
         while True:
@@ -573,6 +606,7 @@ class Soak:
             last = ends
             time.sleep(quiet_s)
         committed = {t: topics.read_topic(cfg, t) for t in outputs}
+        self._say("their outputs have stopped growing")
         # 3. the archiver holds them
         while not all(archiver.read_lake(cfg, t).num_rows >= len(committed[t])
                       for t in outputs):
@@ -580,6 +614,7 @@ class Soak:
                 raise SoakError(f"the archiver has not caught up after soak.settle_timeout_s "
                                 f"({self.sc.settle_timeout_s} s)")
             time.sleep(2)
+        self._say("the archiver holds them")
         return committed
 
 

@@ -510,6 +510,56 @@ def taskmanager_start(cfg: Config, log=print) -> None:
     log("flink: TaskManager started")
 
 
+def _listening_ports(pid: int) -> set[int]:
+    """The TCP ports ``pid`` listens on (its socket inodes matched in /proc/net/tcp*)."""
+    inodes = set()
+    try:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                link = os.readlink(fd)
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+    except OSError:
+        return set()
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            f = row.split()
+            if f[3] == "0A" and f[9] in inodes:  # LISTEN
+                ports.add(int(f[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def taskmanagers(cfg: Config) -> list[dict]:
+    """The registered TaskManagers (REST /taskmanagers) with ``pid`` (matched by the RPC port
+    of their ``path``, None when not one of this cluster's processes) and ``busy`` (a slot in
+    use)."""
+    info = flink_rest(cfg, "/taskmanagers") or {}
+    pids = flink_pids(cfg)["taskmanager"]
+    by_port = {port: pid for pid in pids for port in _listening_ports(pid)}
+    out = []
+    for tm in info.get("taskmanagers", []):
+        port = tm.get("path", "").rsplit(":", 1)[-1].split("/", 1)[0]
+        out.append({"id": tm["id"], "pid": by_port.get(int(port)) if port.isdigit() else None,
+                    "busy": tm.get("freeSlots", 0) < tm.get("slotsNumber", 0)})
+    return out
+
+
+def wait_taskmanagers(cfg: Config, count: int, timeout_s: float | None = None) -> None:
+    """Until ``count`` TaskManagers are registered (StackError after flink.start_timeout_s)."""
+    timeout_s = cfg.flink.start_timeout_s if timeout_s is None else timeout_s
+    if not _wait(lambda: (flink_overview(cfg) or {}).get("taskmanagers", 0) >= count,
+                 timeout_s, _any_flink_pid, cfg):
+        raise StackError(f"flink: {count} TaskManagers not registered within {timeout_s} s "
+                         f"(flink.start_timeout_s); logs in {flink_paths(cfg).logs}")
+
+
 def jobmanager_start(cfg: Config, log=print) -> None:
     """Start the JobManager again (after it was lost) and wait until a TaskManager is
     registered with it. Without HA services the jobs it ran are gone: they are started again

@@ -142,6 +142,13 @@ class Alert:
         return json.dumps(self.as_dict(detected_at_ms), separators=(",", ":"))
 
 
+# An alert's details key: the transactions that reached the fraud job behind its watermark
+# within the rules' reach of the alert (late ones, which take part in no rule, and on-time ones
+# it could not put in event-time order). The reconciliation explains by them (EXPLAINED_LATE)
+# an alert the batch replay, in true event-time order, decides differently.
+BEHIND_KEY = "behind_watermark_txn_ids"
+
+
 def large_amount(txn: dict, params: FraudParams = DEFAULT_PARAMS) -> Alert | None:
     if txn["amount_cents"] < params.large_amount_cents:
         return None

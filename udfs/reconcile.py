@@ -79,9 +79,10 @@ def classify_aggregate(stream: dict | None, batch: dict | None, late_txns: list[
 def classify_alert(in_stream: bool, in_batch: bool, order_dependent: bool,
                    late_dependent: bool = False) -> str:
     """An alert_id on one side only is ORDER_DEPENDENT when one of its transactions is, and
-    EXPLAINED_LATE when a transaction of the account that the transactions job sent to late lies
-    within the rules' reach of it (``late_dependent``): the fraud job judges lateness by its own
-    watermark, so the two jobs can differ on which of those transactions took part."""
+    EXPLAINED_LATE when a transaction of the account that came behind a watermark lies within
+    the rules' reach of it (``late_dependent``): one the transactions job sent to late, or one
+    the fraud job names in an alert's ``details.behind_watermark_txn_ids`` (it judges lateness
+    by its own watermark, and meets a transaction that came behind it after later ones)."""
     if in_stream and in_batch:
         return MATCH
     if order_dependent:

@@ -369,7 +369,8 @@ def build(spark, cfg, start_ms: int, end_ms: int) -> dict:
     dlq = stream_json(t.dlq, "error_class STRING, source_topic STRING, "
                              "source_partition INT, source_offset LONG")
     stream_alerts = stream_json(t.alerts, "alert_id STRING, rule STRING, account_id STRING, "
-                                          "event_time_ms LONG")
+                                          "event_time_ms LONG, details STRUCT<"
+                                          f"{fraud.BEHIND_KEY}: ARRAY<STRING>>")
 
     key = ["account_id", "currency", "window_start_ms"]
 
@@ -432,10 +433,18 @@ def build(spark, cfg, start_ms: int, end_ms: int) -> dict:
     dependent = (alerts.select("alert_id", F.explode(F.split("txn_ids", ",")).alias("txn_id"))
                  .join(cross_ids, "txn_id").select("alert_id").distinct()
                  .withColumn("order_dependent", F.lit(True)))
-    # a late transaction of the account within the rules' reach (look-back and silence)
+    # a late transaction of the account within the rules' reach (look-back and silence), or
+    # one the fraud job named as come behind its watermark (an order the stream could not keep:
+    # jobs/streaming/fraud.py, state ``behind``)
     reach = params.lookback_ms + params.velocity_silence_ms
+    behind_ids = (stream_alerts.select(F.explode(f"details.{fraud.BEHIND_KEY}")
+                                       .alias("txn_id")).distinct())
+    behind = (wide.where(F.col("outcome") == semantics.ACCEPTED)
+              .select("txn_id", "account_id", "event_time_ms").join(behind_ids, "txn_id"))
+    explaining = (late_all.select("account_id", "event_time_ms")
+                  .unionByName(behind.select("account_id", "event_time_ms")))
     late_near = (alerts.select("alert_id", "account_id", "event_time_ms").alias("a")
-                 .join(late_all.select("account_id", F.col("event_time_ms").alias("late_ms"))
+                 .join(explaining.select("account_id", F.col("event_time_ms").alias("late_ms"))
                        .alias("l"), "account_id")
                  .where(F.abs(F.col("a.event_time_ms") - F.col("late_ms")) <= reach)
                  .select("alert_id").distinct().withColumn("late_dependent", F.lit(True)))

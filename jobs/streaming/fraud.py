@@ -14,7 +14,8 @@ its own dedup state.
 
 Shape:
 
-    transactions: Kafka -> validate_txn (Python UDF) -> dedup (SQL OVER) -> accepted, not late
+    transactions: Kafka -> validate_txn (Python UDF) -> dedup (SQL OVER) -> accepted
+                  (late ones only remembered: they take part in no rule)
     accounts:     Kafka -> validate_profile (Python UDF) -> profile versions | DLQ rows
       -> one stream keyed by account_id -> evaluate-rules (Python, keyed state, timers)
            LARGE_AMOUNT at once, on arrival                 -> main output  -> alerts sink (high)
@@ -35,6 +36,13 @@ Keyed state per account (typed, no pickles), and its way out:
                   the last transaction) once no on-time transaction can reach it; superseded
                   profile versions are dropped on every timer; the current one stays until a
                   newer one or a tombstone, as on the compacted topic itself
+  ``behind``   transactions that came behind this job's watermark: late ones, and on-time
+               ones whose turn had passed (a partition idle for 10 s no longer holds the
+               watermark back, so when it wakes its records can be behind it: they meet the
+               rules after later ones). Alerts within the rules' reach of one carry its id in
+               ``details.behind_watermark_txn_ids``; the reconciliation explains by them what
+               the batch replay, in true event-time order, decides differently.
+               -> pruned by the idle timer, empty when the account's memory is
 Python state access is the hot path, so the rules' memory is one value (one read, one write
 per timer) and rule timers sit on a grid (``fraud.timer_coalesce_ms``).
 
@@ -48,6 +56,7 @@ Submit (``payline submit fraud`` wraps this):
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 
@@ -59,7 +68,7 @@ from pyflink.datastream import (
     RuntimeContext,
     StreamExecutionEnvironment,
 )
-from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
+from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor
 from pyflink.table import DataTypes, StreamTableEnvironment
 from pyflink.table.udf import ScalarFunction, udf
 
@@ -158,7 +167,7 @@ VERSION_ROW = Types.ROW_NAMED(["valid_from_ms", "home_country", "risk_tier"],
 ACCOUNT_ROW = Types.ROW_NAMED(["silent_until_ms", "recent", "profiles"],
                               [Types.LONG(), Types.LIST(RECENT_ROW), Types.LIST(VERSION_ROW)])
 
-TXN, PROFILE, TOMBSTONE, BAD_PROFILE = "T", "P", "X", "D"
+TXN, LATE_TXN, PROFILE, TOMBSTONE, BAD_PROFILE = "T", "L", "P", "X", "D"
 # the columns of the operator's input, in order (build_pipeline's rule_input)
 RULE_INPUT = ("rec", "account_id", "txn_id", "kind", "amount_cents", "currency",
               "event_time_ms", "country", "home_country", "risk_tier", "dlq_value")
@@ -181,10 +190,19 @@ class EvaluateRules(KeyedProcessFunction):
         self.pending = runtime_context.get_list_state(
             ListStateDescriptor("pending", PENDING_ROW))
         self.account = runtime_context.get_state(ValueStateDescriptor("account", ACCOUNT_ROW))
+        # transactions that reached this job behind its watermark (txn_id -> event time): late
+        # ones (no rule) and ones it could not put in event-time order (idleness let the
+        # watermark pass them). Alerts within the rules' reach of one name it, so the batch
+        # layer can tell an order the stream could not keep from a loss. Pruned by the idle
+        # timer; empty when the account is.
+        self.behind = runtime_context.get_map_state(
+            MapStateDescriptor("behind", Types.STRING(), Types.LONG()))
+        self.reach_ms = self.params.lookback_ms + self.params.velocity_silence_ms
         group = runtime_context.get_metrics_group().add_group("payline")
         self.alerts = {rule: group.add_group("rule", rule).counter("alerts")
                        for rule in fraud.RULES}
         self.profile_versions = group.counter("profile_versions")
+        self.behind_watermark = group.counter("behind_watermark")
         self.bad_profiles = group.counter("bad_profiles")
 
     def _grid(self, t: int) -> int:
@@ -214,8 +232,22 @@ class EvaluateRules(KeyedProcessFunction):
             state.silent_until_ms, [Row(*r) for r in state.recent],
             [Row(v.valid_from_ms, v.home_country, v.risk_tier) for v in versions.values()]))
 
+    def _behind_near(self, alerts):
+        """The alerts, those within reach of a transaction that came behind the watermark
+        naming it in their details (fraud.BEHIND_KEY)."""
+        if not alerts or self.behind.is_empty():
+            return alerts
+        behind = list(self.behind.items())
+        out = []
+        for a in alerts:
+            near = sorted(t for t, ms in behind if abs(ms - a.event_time_ms) <= self.reach_ms)
+            out.append(dataclasses.replace(a, details={**a.details, fraud.BEHIND_KEY: near})
+                       if near else a)
+        return out
+
     def _emit(self, alerts):
         now = int(self.clock() * 1000)
+        alerts = self._behind_near(alerts)
         for alert in sorted(alerts, key=lambda a: a.severity != fraud.HIGH):
             self.alerts[alert.rule].inc()
             out = Row(alert.account_id, alert.record(now))
@@ -227,8 +259,17 @@ class EvaluateRules(KeyedProcessFunction):
     def process_element(self, row, ctx: KeyedProcessFunction.Context):
         # positional access (RULE_INPUT order): a Row looks names up one by one
         rec = row[0]
-        if rec == TXN:
+        if rec == LATE_TXN:  # takes part in no rule; remembered for the alerts near it
+            self.behind_watermark.inc()
+            self.behind.put(row[2], row[6])
+            ctx.timer_service().register_event_time_timer(
+                self._grid(row[6] + self.params.idle_after_ms(self.window_ms)) + 1)
+        elif rec == TXN:
             txn_id, kind, amount, currency, t, country = row[2:8]
+            if t <= ctx.timer_service().current_watermark():
+                # its turn has passed: it meets the rules after transactions later than it
+                self.behind_watermark.inc()
+                self.behind.put(txn_id, t)
             if amount >= self.params.large_amount_cents:
                 yield from self._emit([fraud.large_amount(
                     {"txn_id": txn_id, "account_id": row[1], "amount_cents": amount,
@@ -270,6 +311,13 @@ class EvaluateRules(KeyedProcessFunction):
             fraud.expire(state, watermark, self.window_ms, self.params)
             if not state.is_empty():
                 self._arm_idle_timer(ctx, watermark)
+            if not self.behind.is_empty():
+                horizon = watermark - self.params.idle_after_ms(self.window_ms)
+                old = [t for t, ms in self.behind.items() if ms < horizon]
+                for t in old:
+                    self.behind.remove(t)
+                if state.is_empty() and not self.behind.is_empty():
+                    self._arm_idle_timer(ctx, watermark)
         for v in fraud.superseded_versions(versions, watermark, self.window_ms):
             del versions[v]
         self._store(state, versions)
@@ -302,9 +350,10 @@ def build_pipeline(t_env, transactions: str, accounts: str, sinks: dict[str, str
     # One stream for the keyed operator: accepted on-time transactions, profile versions,
     # tombstones and bad profiles (one to_data_stream: each would read the topics again).
     rule_input = t_env.sql_query(f"""
-      SELECT '{TXN}' AS rec, account_id, txn_id, kind, amount_cents, currency, event_time_ms,
+      SELECT CASE WHEN late THEN '{LATE_TXN}' ELSE '{TXN}' END AS rec, account_id, txn_id,
+             kind, amount_cents, currency, event_time_ms,
              country, {null} AS home_country, {null} AS risk_tier, {null} AS dlq_value
-      FROM {routed} WHERE outcome = '{semantics.ACCEPTED}' AND NOT late
+      FROM {routed} WHERE outcome = '{semantics.ACCEPTED}'
       UNION ALL
       SELECT CASE WHEN error_class IS NOT NULL THEN '{BAD_PROFILE}'
                   WHEN deleted THEN '{TOMBSTONE}' ELSE '{PROFILE}' END,

@@ -41,9 +41,12 @@ prometheus_port_first = 20249
 prometheus_port_last = 20259
 checkpoint_interval_ms = 5000
 
+[archiver]
+flush_interval_ms = 3000
+
 [soak]
-warmup_s = 20
-cooldown_s = 20
+warmup_s = 15
+cooldown_s = 15
 spikes = 1
 broker_down_s = 3
 readonly_s = 15
@@ -68,8 +71,10 @@ def soak_run():
     run.mkdir(parents=True)
     conf.write_text(STACK.format(run=run))
     try:
-        proc = payline(conf, "soak", "--duration", "120", "--rate", "300",
+        proc = payline(conf, "soak", "--duration", "120", "--rate", "200",
                        "--faults", str(len(KINDS)), "--seed", "11", "--kinds", ",".join(KINDS))
+        # the soak's own timeline, for whoever reads a failure
+        (run / "soak.log").write_text(proc.stdout + proc.stderr)
         summaries = sorted((run / "soak").glob("*/summary.json"))
         summary = json.loads(summaries[-1].read_text()) if summaries else None
         yield proc, summary, config.load(conf)

@@ -302,3 +302,43 @@ def test_consecutive_intervals_carry_the_rule_state_across_their_boundary(spark,
     assert second["alert_state"]["continued_from_snapshot"] is True
     assert first["unexplained"] == second["unexplained"] == 0
     assert first["alerts"]["MATCH"] + second["alerts"]["MATCH"] == len(alerts)
+
+
+@pytest.mark.parametrize("named", [True, False], ids=["named-by-the-stream", "not-named"])
+def test_an_order_the_stream_could_not_keep_is_explained_when_the_stream_names_it(
+        spark, tmp_path, named):
+    """The fraud job met L after s2 because L reached it behind its watermark (a partition woke
+    after idleness): it paired L with s2, the batch replay in event-time order pairs it with s1.
+    With L named in the stream alert's details both sides are EXPLAINED_LATE; without, they are
+    exactly the unexplained pair."""
+    cfg = cfg_for(tmp_path)
+    build_lake(cfg.paths.raw_dir)
+    s1, big, s2 = (txn("s1", "a5", 50, 1000), txn("L", "a5", 60_000, 12_000),
+                   txn("s2", "a5", 60, 14_000))
+    write_topic(cfg.paths.raw_dir, TOPICS.transactions,
+                [(2, b"k", enc(t)) for t in (s1, s2, big)])
+    aggs = semantics.aggregate([s1, big, s2], W)
+    write_topic(cfg.paths.raw_dir, TOPICS.aggregates,
+                [(1, k.encode(), enc(a.as_dict())) for k, a in sorted(aggs.items())],
+                ts=T0 + 200_000)
+    state, streamed = fraud.RuleState(), []
+    for t in (s1, s2, big):  # the stream's order
+        streamed += fraud.step(state, t, fraud.applicable_profile(None, t["event_time_ms"]))
+    (alert,) = streamed
+    assert alert.txn_ids == ("s2", "L")
+    (batch_alert,) = fraud.alerts_of([s1, big, s2])
+    assert batch_alert.txn_ids == ("s1", "L")
+    if named:
+        alert = fraud.Alert(alert.rule, alert.account_id, alert.txn_ids, alert.event_time_ms,
+                            {**alert.details, fraud.BEHIND_KEY: ["L"]})
+    write_topic(cfg.paths.raw_dir, TOPICS.alerts, [(1, b"a5", alert.record(T0).encode())],
+                ts=T0 + 200_000)
+    results = job.run(cfg, T0, T0 + 5 * W, spark)
+    got = classes(results["out_dir"], "alerts")
+    if named:
+        assert got[alert.alert_id] == got[batch_alert.alert_id] == reconcile.EXPLAINED_LATE
+        assert results["summary"]["unexplained"] == 0
+    else:
+        assert got[alert.alert_id] == reconcile.EXTRA_IN_STREAM
+        assert got[batch_alert.alert_id] == reconcile.MISSING_IN_STREAM
+        assert results["summary"]["unexplained"] == 2

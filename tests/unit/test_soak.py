@@ -182,3 +182,10 @@ def test_soak_refuses_bad_arguments_in_one_line(args, message):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(message), proc.stderr
+
+
+def test_the_soak_refuses_a_secure_stack_in_one_line(tmp_path):
+    cfg = config.load(None, [f"paths.run_dir={tmp_path}", "security.enabled=true"])
+    with pytest.raises(soak.SoakError, match="plaintext stack: security.enabled") as err:
+        soak.Soak(cfg, []).prepare()
+    assert "\n" not in str(err.value)
