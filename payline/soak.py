@@ -272,9 +272,16 @@ class Soak:
             for v in names:
                 ops.release(self.cfg, job, v)
             self.versions[job] = names
-            rec = ops.deploy(self.cfg, job, names[0], job_args=tuple(self.cli_args))
-            self._say(f"{job} {names[0]} running (job {rec['job_id']}, "
+
+        def deploy(job):
+            rec = ops.deploy(self.cfg, job, self.versions[job][0],
+                             job_args=tuple(self.cli_args))
+            self._say(f"{job} {self.versions[job][0]} running (job {rec['job_id']}, "
                       f"{rec['until_running_s']} s)")
+
+        # both at once: each `flink run` spends most of its time in the client
+        with ThreadPoolExecutor(len(JOBS)) as pool:
+            list(pool.map(deploy, JOBS))
         # standbys start after the deploy, so the jobs' tasks are on the first TaskManager
         n = self.sc.standby_taskmanagers
         if n:
@@ -377,10 +384,9 @@ class Soak:
                              f"{'s' if standby > 1 else ''}, replacement started after the "
                              f"recovery" if standby > 0 else "a new TaskManager"))
             self._wait_recovered(res, since)
-            if standby > 0:
+            if standby > 0:  # the next standby; not waited for (a later kill finds it or not)
                 for _ in pids:
                     stack.taskmanager_start(cfg, log=lambda _: None)
-                stack.wait_taskmanagers(cfg, len(tms))
             return
         elif kind == "jobmanager_restart":
             before = {job: ops.running_job(cfg, job) for job in JOBS}

@@ -1,6 +1,6 @@
 """The chaos soak, shortened for CI: `payline soak` on its own stack (own ports, run dir and
-checkpoints), with a TaskManager kill, a JobManager restart, a broker kill, an archiver kill and
-a read-only checkpoint directory while traffic with a 10x spike, duplicates, out-of-order,
+checkpoints), with a TaskManager kill, a broker kill, an archiver kill and a read-only
+checkpoint directory while traffic with a 10x spike, duplicates, out-of-order,
 late and bad records flows. The soak's verdict (reconciliation, raw log, outputs) must be clean,
 and the test checks the raw log of the input itself against the broker's offsets."""
 
@@ -19,8 +19,9 @@ from payline import archiver, config
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-KINDS = ("taskmanager_kill", "jobmanager_restart", "broker_kill", "archiver_kill",
-         "checkpoint_readonly")
+# The JobManager restart (75-120 s here: both jobs submitted again) and the upgrade/rollback
+# run in the full soak only (bench/RESULTS.md), to keep the suite's time down.
+KINDS = ("taskmanager_kill", "broker_kill", "archiver_kill", "checkpoint_readonly")
 
 STACK = """
 [paths]
