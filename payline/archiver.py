@@ -176,7 +176,7 @@ class Archiver:
             self.buffers.pop((p.topic, p.partition), None)
 
     def _flush(self, consumer, tp: tuple[str, int]) -> None:
-        from confluent_kafka import TopicPartition
+        from confluent_kafka import KafkaException, TopicPartition
 
         buf = self.buffers.pop(tp, None)
         if not buf or not buf.records:
@@ -185,8 +185,15 @@ class Archiver:
             write_run(self.root, run)
             self.files_written += 1
             self.records_written += len(run)
-        consumer.commit(offsets=[TopicPartition(tp[0], tp[1], buf.records[-1].offset + 1)],
-                        asynchronous=False)
+        # the lake is the position; the group's offsets only show the lag. A commit that fails
+        # (the broker or the group coordinator is away) must not stop the archiver: the next
+        # file's commit covers it.
+        try:
+            consumer.commit(offsets=[TopicPartition(tp[0], tp[1], buf.records[-1].offset + 1)],
+                            asynchronous=False)
+        except KafkaException as exc:
+            self.log(f"archiver: offset commit of {tp[0]}/{tp[1]} failed, the next one covers "
+                     f"it ({exc.args[0].str() if exc.args else exc})")
 
     def run(self) -> None:
         from confluent_kafka import Consumer, KafkaError, KafkaException

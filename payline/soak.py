@@ -333,6 +333,11 @@ class Soak:
         is not: output written after ``after`` (when the injection was done: the new process
         or job started, so what a job that was being stopped still committed does not count).
         """
+        from payline import stack
+
+        if not stack.archiver_pids(self.cfg):  # it died (not the one this fault killed)
+            raise SoakError(f"the archiver is not running after {kind}; its log: "
+                            f"{stack.archiver_paths(self.cfg)[1]}")
         if kind == "archiver_kill":
             newest = self._lake_newest()
             return newest - since if newest > after else None
@@ -583,7 +588,7 @@ class Soak:
     def _settle(self, outputs: list[str]) -> dict[str, list]:
         """Until both jobs have read all their input, their outputs stopped growing and the
         archiver holds all of them; returns the committed records of each output topic."""
-        from payline import archiver, ops, topics
+        from payline import archiver, ops, stack, topics
 
         cfg = self.cfg
         quiet_s = 2 * cfg.flink.checkpoint_interval_ms / 1000 + 5
@@ -616,6 +621,9 @@ class Soak:
         # 3. the archiver holds them
         while not all(archiver.read_lake(cfg, t).num_rows >= len(committed[t])
                       for t in outputs):
+            if not stack.archiver_pids(cfg):
+                raise SoakError(f"the archiver is not running; its log: "
+                                f"{stack.archiver_paths(cfg)[1]}")
             if time.monotonic() > deadline:
                 raise SoakError(f"the archiver has not caught up after soak.settle_timeout_s "
                                 f"({self.sc.settle_timeout_s} s)")
@@ -731,7 +739,11 @@ def format_table(s: dict) -> str:
     return "\n".join(lines)
 
 
-def run(cfg: Config, cli_args: list[str], log=print) -> dict:
+def _say_now(text: str) -> None:
+    print(text, flush=True)  # line by line, for whoever follows a long soak in a log file
+
+
+def run(cfg: Config, cli_args: list[str], log=_say_now) -> dict:
     soak = Soak(cfg, cli_args, log)
     summary = soak.run()
     log("")

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from payline import archiver, config
+from tests.stacks import stack_toml
 
 pytestmark = pytest.mark.integration
 
@@ -23,25 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # run in the full soak only (bench/RESULTS.md), to keep the suite's time down.
 KINDS = ("taskmanager_kill", "broker_kill", "archiver_kill", "checkpoint_readonly")
 
-STACK = """
-[paths]
-run_dir = "{run}"
-data_dir = "{run}/data"
-reports_dir = "{run}/reports"
-ops_dir = "{run}/ops"
-checkpoints_dir = "{run}/checkpoints"
-
-[kafka]
-port = 20092
-controller_port = 20093
-
-[flink]
-rest_port = 20081
-jobmanager_rpc_port = 20123
-prometheus_port_first = 20249
-prometheus_port_last = 20259
-checkpoint_interval_ms = 5000
-
+SOAK_EXTRA = """
 [archiver]
 flush_interval_ms = 3000
 
@@ -70,7 +53,8 @@ def soak_run():
         payline(conf, "down")
     shutil.rmtree(run, ignore_errors=True)
     run.mkdir(parents=True)
-    conf.write_text(STACK.format(run=run))
+    conf.write_text(stack_toml(run, kafka=20092, rest=20081, rpc=20123, prometheus=20249,
+                                   checkpoint_ms=5000, extra=SOAK_EXTRA))
     try:
         proc = payline(conf, "soak", "--duration", "120", "--rate", "200",
                        "--faults", str(len(KINDS)), "--seed", "11", "--kinds", ",".join(KINDS))

@@ -16,27 +16,7 @@ from pathlib import Path
 import pytest
 
 from payline import config
-
-TEST_PORTS = """
-[paths]
-run_dir = "{run}"
-data_dir = "{run}/data"
-reports_dir = "{run}/reports"
-ops_dir = "{run}/ops"
-checkpoints_dir = "{run}/checkpoints"
-
-[kafka]
-port = 19092
-controller_port = 19093
-
-[flink]
-rest_port = 18081
-jobmanager_rpc_port = 16123
-prometheus_port_first = 19249
-prometheus_port_last = 19259
-checkpoint_interval_ms = 2000
-"""
-
+from tests.stacks import stack_toml
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,7 +30,8 @@ def stack_conf() -> Path:
         payline(conf, "down", check=False)
     shutil.rmtree(base, ignore_errors=True)
     base.mkdir(parents=True)
-    conf.write_text(TEST_PORTS.format(run=base))
+    conf.write_text(stack_toml(base, kafka=19092, rest=18081, rpc=16123, prometheus=19249,
+                               checkpoint_ms=2000))
     yield conf
     # whichever module started the stack last, nothing of it outlives the session
     payline(conf, "down", check=False)

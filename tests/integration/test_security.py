@@ -23,31 +23,14 @@ import pytest
 from confluent_kafka import KafkaError
 
 from payline import archiver, config, generator, security
+from tests.stacks import stack_toml
 
 from .conftest import ROOT, flink_api, payline, wait_for
 from .kafka_io import read_all
 
 pytestmark = pytest.mark.integration
 
-SECURE_STACK = """
-[paths]
-run_dir = "{run}"
-data_dir = "{run}/data"
-reports_dir = "{run}/reports"
-ops_dir = "{run}/ops"
-checkpoints_dir = "{run}/checkpoints"
-
-[kafka]
-port = 19292
-controller_port = 19293
-
-[flink]
-rest_port = 18281
-jobmanager_rpc_port = 16323
-prometheus_port_first = 19449
-prometheus_port_last = 19459
-checkpoint_interval_ms = 2000
-jobmanager_memory_mb = 1024
+SECURE_EXTRA = """jobmanager_memory_mb = 1024
 taskmanager_memory_mb = 2048
 
 [security]
@@ -80,7 +63,8 @@ def secure():
         payline(conf, "down", check=False)
     shutil.rmtree(base, ignore_errors=True)
     base.mkdir(parents=True)
-    conf.write_text(SECURE_STACK.format(run=base))
+    conf.write_text(stack_toml(base, kafka=19292, rest=18281, rpc=16323, prometheus=19449,
+                               checkpoint_ms=2000, extra=SECURE_EXTRA))
     try:
         run_cli(conf, "up", "--secure")
         yield conf, config.load(conf)

@@ -7,6 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from payline import archiver as a
+from payline import config
 
 HOUR = 3_600_000
 T = 1767225600000  # 2026-01-01T00:00:00Z
@@ -58,3 +59,27 @@ def test_temporary_files_of_a_crash_are_removed_and_never_count(tmp_path):
     assert a.next_offsets(tmp_path) == {("payments.dlq", 2): 1}
     assert a.remove_temporary_files(tmp_path) == 1
     assert not leftover.exists()
+
+
+def test_a_failed_offset_commit_keeps_the_file_and_the_archiver(tmp_path):
+    """The broker away at the commit after a durable file (seen in the chaos soak: the archiver
+    died on `Waiting for coordinator`): the file stays, the archiver goes on, the next commit
+    covers the offsets."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    class Away:
+        commits = 0
+
+        def commit(self, **_):
+            self.commits += 1
+            raise KafkaException(KafkaError(KafkaError._WAIT_COORD, "Waiting for coordinator"))
+
+    said = []
+    arch = a.Archiver(config.load(None, [f"paths.data_dir={tmp_path}"]), log=said.append)
+    arch.buffers = {("payments.dlq", 2): a._Buffer([rec(0, T), rec(1, T + 1)])}
+    consumer = Away()
+    arch._flush(consumer, ("payments.dlq", 2))
+    assert consumer.commits == 1
+    assert a.next_offsets(arch.root) == {("payments.dlq", 2): 2}
+    assert arch.records_written == 2 and not arch.buffers
+    assert len(said) == 1 and "offset commit of payments.dlq/2 failed" in said[0]
