@@ -189,3 +189,17 @@ def test_the_soak_refuses_a_secure_stack_in_one_line(tmp_path):
     with pytest.raises(soak.SoakError, match="plaintext stack: security.enabled") as err:
         soak.Soak(cfg, []).prepare()
     assert "\n" not in str(err.value)
+
+
+def test_a_dead_archiver_fails_the_fault_check_in_one_line(tmp_path, monkeypatch):
+    """After any fault the archiver must still run (the full soak once lost it at a broker
+    kill without noticing): no recovery is reported while it is dead."""
+    from payline import stack
+
+    cfg = config.load(None, [f"paths.run_dir={tmp_path}"])
+    monkeypatch.setattr(stack, "archiver_pids", lambda _cfg: [])
+    s = soak.Soak(cfg, [])
+    with pytest.raises(soak.SoakError, match="the archiver is not running after broker_kill"
+                       ) as err:
+        s._recovered("broker_kill", 0.0, 0.0)
+    assert "\n" not in str(err.value)
