@@ -500,13 +500,18 @@ def flink_up(cfg: Config, log=print) -> None:
         f"{ov.get('slots-total')} slots; logs {fp.logs})")
 
 
-def taskmanager_start(cfg: Config, log=print) -> None:
-    """Start one more TaskManager for the running cluster (after one was lost or killed)."""
-    proc = subprocess.run([flink_bin("taskmanager.sh"), "start"], env=flink_env(cfg),
+def _daemon_start(cfg: Config, script: str) -> None:
+    """One more Flink daemon of this cluster (``taskmanager.sh`` / ``jobmanager.sh start``)."""
+    proc = subprocess.run([flink_bin(script), "start"], env=flink_env(cfg),
                           capture_output=True, text=True)
     if proc.returncode != 0:
-        raise StackError(f"flink: taskmanager.sh start failed (exit {proc.returncode})\n"
+        raise StackError(f"flink: {script} start failed (exit {proc.returncode})\n"
                          f"{proc.stdout[-1500:]}{proc.stderr[-1500:]}")
+
+
+def taskmanager_start(cfg: Config, log=print) -> None:
+    """Start one more TaskManager for the running cluster (after one was lost or killed)."""
+    _daemon_start(cfg, "taskmanager.sh")
     log("flink: TaskManager started")
 
 
@@ -564,11 +569,7 @@ def jobmanager_start(cfg: Config, log=print) -> None:
     """Start the JobManager again (after it was lost) and wait until a TaskManager is
     registered with it. Without HA services the jobs it ran are gone: they are started again
     from their last retained checkpoints (payline/soak.py does that)."""
-    proc = subprocess.run([flink_bin("jobmanager.sh"), "start"], env=flink_env(cfg),
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise StackError(f"flink: jobmanager.sh start failed (exit {proc.returncode})\n"
-                         f"{proc.stdout[-1500:]}{proc.stderr[-1500:]}")
+    _daemon_start(cfg, "jobmanager.sh")
     if not _wait(lambda: _flink_ready(cfg), cfg.flink.start_timeout_s, _any_flink_pid, cfg):
         raise StackError(f"flink: the JobManager did not come back within "
                          f"{cfg.flink.start_timeout_s} s (flink.start_timeout_s); logs in "

@@ -62,6 +62,12 @@ class FraudParams:
         """How far back in event time a rule looks from the transaction it evaluates."""
         return max(self.velocity_window_ms, self.small_then_large_ms)
 
+    @property
+    def reach_ms(self) -> int:
+        """How far in event time one transaction can change an alert: the look-back before an
+        alert's transaction plus the VELOCITY silence a firing casts after it."""
+        return self.lookback_ms + self.velocity_silence_ms
+
     def idle_after_ms(self, window_ms: int) -> int:
         """Event time after an account's last transaction from which :func:`expire` leaves its
         rule state empty: an on-time transaction has an event time above watermark -

@@ -436,7 +436,6 @@ def build(spark, cfg, start_ms: int, end_ms: int) -> dict:
     # a late transaction of the account within the rules' reach (look-back and silence), or
     # one the fraud job named as come behind its watermark (an order the stream could not keep:
     # jobs/streaming/fraud.py, state ``behind``)
-    reach = params.lookback_ms + params.velocity_silence_ms
     behind_ids = (stream_alerts.select(F.explode(f"details.{fraud.BEHIND_KEY}")
                                        .alias("txn_id")).distinct())
     behind = (wide.where(F.col("outcome") == semantics.ACCEPTED)
@@ -446,7 +445,7 @@ def build(spark, cfg, start_ms: int, end_ms: int) -> dict:
     late_near = (alerts.select("alert_id", "account_id", "event_time_ms").alias("a")
                  .join(explaining.select("account_id", F.col("event_time_ms").alias("late_ms"))
                        .alias("l"), "account_id")
-                 .where(F.abs(F.col("a.event_time_ms") - F.col("late_ms")) <= reach)
+                 .where(F.abs(F.col("a.event_time_ms") - F.col("late_ms")) <= params.reach_ms)
                  .select("alert_id").distinct().withColumn("late_dependent", F.lit(True)))
     alerts = (alerts.join(dependent, "alert_id", "left").join(late_near, "alert_id", "left")
               .fillna({"order_dependent": False, "late_dependent": False}))

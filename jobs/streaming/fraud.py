@@ -197,7 +197,6 @@ class EvaluateRules(KeyedProcessFunction):
         # timer; empty when the account is.
         self.behind = runtime_context.get_map_state(
             MapStateDescriptor("behind", Types.STRING(), Types.LONG()))
-        self.reach_ms = self.params.lookback_ms + self.params.velocity_silence_ms
         group = runtime_context.get_metrics_group().add_group("payline")
         self.alerts = {rule: group.add_group("rule", rule).counter("alerts")
                        for rule in fraud.RULES}
@@ -237,10 +236,10 @@ class EvaluateRules(KeyedProcessFunction):
         naming it in their details (fraud.BEHIND_KEY)."""
         if not alerts or self.behind.is_empty():
             return alerts
-        behind = list(self.behind.items())
+        behind, reach = list(self.behind.items()), self.params.reach_ms
         out = []
         for a in alerts:
-            near = sorted(t for t, ms in behind if abs(ms - a.event_time_ms) <= self.reach_ms)
+            near = sorted(t for t, ms in behind if abs(ms - a.event_time_ms) <= reach)
             out.append(dataclasses.replace(a, details={**a.details, fraud.BEHIND_KEY: near})
                        if near else a)
         return out
