@@ -29,7 +29,9 @@ record or timer, and they leave through their own Kafka sink (own producer, own 
 burst of VELOCITY alerts fills only the medium sink's queue.
 
 Keyed state per account (typed, no pickles), and its way out:
-  ``pending``  transactions waiting for the watermark     -> drained by their rule timer
+  ``pending_slots``  transactions waiting for the watermark, by rule-timer slot
+               -> each slot drained and removed by its rule timer (``pending``, the one list
+                  of earlier versions, is drained by restored timers that find no slot)
   ``account``  one value: the ordered rules' memory (the last look-back of transactions, the
                VELOCITY silence) and the profile versions
                -> the memory is emptied by an idle timer (``FraudParams.idle_after_ms`` after
@@ -158,6 +160,9 @@ PENDING_ROW = Types.ROW_NAMED(
     list(PENDING_FIELDS),
     [Types.STRING(), Types.STRING(), Types.LONG(), Types.STRING(), Types.LONG(),
      Types.STRING()])
+# a slot's waiting transactions, a list inside a row: thread mode converts a list in a row, not
+# a bare list as a MapState value
+SLOT_ROW = Types.ROW_NAMED(["txns"], [Types.LIST(PENDING_ROW)])
 RECENT_ROW = Types.ROW_NAMED(["event_time_ms", "txn_id", "kind", "amount_cents"],
                              [Types.LONG(), Types.STRING(), Types.STRING(), Types.LONG()])
 VERSION_ROW = Types.ROW_NAMED(["valid_from_ms", "home_country", "risk_tier"],
@@ -187,6 +192,15 @@ class EvaluateRules(KeyedProcessFunction):
         self.clock = clock
 
     def open(self, runtime_context: RuntimeContext):
+        # transactions waiting for the watermark, by the rule timer that drains them (one
+        # grid slot each): a timer reads its own slot, not every waiting transaction, so an
+        # account whose watermark is held back (a partition behind the others) costs linear
+        # time, not quadratic, when it catches up
+        self.slots = runtime_context.get_map_state(
+            MapStateDescriptor("pending_slots", Types.LONG(), SLOT_ROW))
+        # the layout of versions before the slots (one list); read only by a rule timer that
+        # finds no slot, i.e. one restored from such a savepoint, so their transactions still
+        # meet the rules after an upgrade
         self.pending = runtime_context.get_list_state(
             ListStateDescriptor("pending", PENDING_ROW))
         self.account = runtime_context.get_state(ValueStateDescriptor("account", ACCOUNT_ROW))
@@ -273,8 +287,11 @@ class EvaluateRules(KeyedProcessFunction):
                 yield from self._emit([fraud.large_amount(
                     {"txn_id": txn_id, "account_id": row[1], "amount_cents": amount,
                      "currency": currency, "event_time_ms": t}, self.params)])
-            self.pending.add(Row(txn_id, kind, amount, currency, t, country))
-            ctx.timer_service().register_event_time_timer(self._grid(t))
+            slot = self._grid(t)
+            waiting = self.slots.get(slot)
+            entry = Row(txn_id, kind, amount, currency, t, country)
+            self.slots.put(slot, Row([entry] if waiting is None else [*waiting[0], entry]))
+            ctx.timer_service().register_event_time_timer(slot)
         elif rec == PROFILE:
             self.profile_versions.inc()
             state, versions = self._load()
@@ -288,22 +305,35 @@ class EvaluateRules(KeyedProcessFunction):
             yield self.tags["dlq"], Row(None, row[10])
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
-        watermark = ctx.timer_service().current_watermark()
+        # Everything is decided as of this timer's own event time, not the watermark: when the
+        # watermark jumps, the timers up to it fire one by one in order, and the slots of the
+        # later ones still need the memory that the jump alone would expire.
+        watermark = timestamp
         state, versions = self._load()
         alerts = []
-        if timestamp % self.coalesce_ms == 0:  # a rule timer: the buffer's turn
+        if timestamp % self.coalesce_ms == 0:  # a rule timer: its slot's turn
             account = ctx.get_current_key()
-            pending = [dict(zip(PENDING_FIELDS, p, strict=True), account_id=account)
-                       for p in self.pending.get()]
             was_idle = state.is_empty()
-            alerts, waiting = fraud.advance(state, pending, versions, watermark,
-                                            self.window_ms, self.params)
-            if len(waiting) < len(pending):
-                if waiting:
-                    self.pending.update([Row(*(p[n] for n in PENDING_FIELDS))
-                                         for p in waiting])
-                else:
-                    self.pending.clear()
+            slot = self.slots.get(timestamp)
+            if slot is not None:
+                # every transaction of the slot is at or before its timer; later slots have
+                # their own timers, which fire after this one
+                self.slots.remove(timestamp)
+                alerts, _ = fraud.advance(
+                    state, [dict(zip(PENDING_FIELDS, p, strict=True), account_id=account)
+                            for p in slot[0]],
+                    versions, timestamp, self.window_ms, self.params)
+            else:  # a timer restored with the earlier layout: drain its list as it did
+                pending = [dict(zip(PENDING_FIELDS, p, strict=True), account_id=account)
+                           for p in self.pending.get()]
+                alerts, waiting = fraud.advance(state, pending, versions, watermark,
+                                                self.window_ms, self.params)
+                if len(waiting) < len(pending):
+                    if waiting:
+                        self.pending.update([Row(*(p[n] for n in PENDING_FIELDS))
+                                             for p in waiting])
+                    else:
+                        self.pending.clear()
             if was_idle and not state.is_empty():  # one idle timer per active spell
                 self._arm_idle_timer(ctx, watermark)
         else:  # the idle timer: empty now, or again later

@@ -1,0 +1,242 @@
+"""The fraud job's keyed operator (jobs.streaming.fraud.EvaluateRules) without a JVM: its
+state and timers on an in-memory harness that fires event-time timers the way Flink's timer
+service does (in timestamp order, each (key, timestamp) once, timers registered at or before
+the watermark fire on its next advance). The cluster tests (tests/integration/test_fraud_job.py)
+run the same operator for real; these pin its slot bookkeeping, its earlier state layout and
+its cost when a watermark is held back."""
+
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pyflink.common import Row
+
+from jobs.streaming.fraud import PENDING_FIELDS, TXN, EvaluateRules
+from udfs import fraud as f
+
+T0 = 1_767_225_600_000
+WINDOW = 60_000
+COALESCE = 200
+MIN_WATERMARK = -(2**63)
+
+
+class Counter:
+    def inc(self, n=1):
+        pass
+
+
+class Group:
+    def add_group(self, *names):
+        return self
+
+    def counter(self, name):
+        return Counter()
+
+
+class Harness:
+    """Keyed state by (state name, current key), a timer queue and a watermark."""
+
+    def __init__(self, op: EvaluateRules):
+        self.op, self.key, self.timers = op, None, set()
+        self.watermark = MIN_WATERMARK
+        self.data: dict[str, dict] = {}
+        self.read_rows = 0  # pending transactions read by timers, for the cost test
+        self.in_timer = False
+        op.open(self)
+
+    # -- RuntimeContext
+    def get_map_state(self, d):
+        return MapState(self, d.name)
+
+    def get_list_state(self, d):
+        return ListState(self, d.name)
+
+    def get_state(self, d):
+        return ValueState(self, d.name)
+
+    def get_metrics_group(self):
+        return Group()
+
+    # -- Context / TimerService
+    def timer_service(self):
+        return self
+
+    def register_event_time_timer(self, ts):
+        self.timers.add((ts, self.key))
+
+    def current_watermark(self):
+        return self.watermark
+
+    def get_current_key(self):
+        return self.key
+
+    def cell(self, name, default):
+        return self.data.setdefault(name, {}).setdefault(self.key, default())
+
+    # -- driving
+    def element(self, row):
+        self.key = row[1]
+        return list(self.op.process_element(row, self))
+
+    def advance(self, watermark):
+        out = []
+        self.watermark = max(self.watermark, watermark)
+        while self.timers and min(self.timers)[0] <= self.watermark:
+            ts, self.key = min(self.timers)
+            self.timers.remove((ts, self.key))
+            self.in_timer = True
+            out += list(self.op.on_timer(ts, self))
+            self.in_timer = False
+        return out
+
+    def empty(self):
+        return all(not v for per_key in self.data.values() for v in per_key.values())
+
+
+class MapState:
+    def __init__(self, h, name):
+        self.h, self.name = h, name
+
+    def _d(self):
+        return self.h.cell(self.name, dict)
+
+    def get(self, k):
+        v = self._d().get(k)
+        if v is not None and self.name == "pending_slots" and self.h.in_timer:
+            self.h.read_rows += len(v[0])
+        return v
+
+    def put(self, k, v):
+        self._d()[k] = v
+
+    def remove(self, k):
+        del self._d()[k]
+
+    def contains(self, k):
+        return k in self._d()
+
+    def items(self):
+        return list(self._d().items())
+
+    def is_empty(self):
+        return not self._d()
+
+
+class ListState:
+    def __init__(self, h, name):
+        self.h, self.name = h, name
+
+    def get(self):
+        rows = list(self.h.cell(self.name, list))
+        self.h.read_rows += len(rows) if self.h.in_timer else 0
+        return rows
+
+    def add(self, v):
+        self.h.cell(self.name, list).append(v)
+
+    def update(self, vs):
+        self.h.data[self.name][self.h.key] = list(vs)
+
+    def clear(self):
+        self.h.data.setdefault(self.name, {})[self.h.key] = []
+
+
+class ValueState:
+    def __init__(self, h, name):
+        self.h, self.name = h, name
+
+    def value(self):
+        return self.h.data.get(self.name, {}).get(self.h.key)
+
+    def update(self, v):
+        self.h.data.setdefault(self.name, {})[self.h.key] = v
+
+    def clear(self):
+        self.h.data.setdefault(self.name, {}).pop(self.h.key, None)
+
+
+def operator():
+    return EvaluateRules(f.DEFAULT_PARAMS, WINDOW, COALESCE,
+                         {"medium": "medium", "dlq": "dlq"}, clock=lambda: 0)
+
+
+def rule_row(t):
+    return Row(TXN, t["account_id"], t["txn_id"], t["kind"], t["amount_cents"], t["currency"],
+               t["event_time_ms"], t["country"], None, None, None)
+
+
+def alert_ids(out):
+    records = [o[1] if isinstance(o, tuple) else o for o in out]
+    return sorted(json.loads(r[1])["alert_id"] for r in records)
+
+
+def txn(i, t_ms, amount, kind="purchase", account="a-1", country="DE"):
+    return {"txn_id": f"t-{i:06d}", "account_id": account, "merchant_id": "m-1",
+            "amount_cents": amount, "currency": "EUR", "kind": kind,
+            "event_time_ms": T0 + t_ms, "channel": "web", "country": country}
+
+
+traffic = st.lists(st.tuples(st.integers(0, 2), st.integers(0, 150_000),
+                             st.sampled_from([50, 99, 1_000, 50_000, 1_000_000]),
+                             st.sampled_from(["purchase", "refund"])), min_size=1, max_size=80)
+
+
+@settings(max_examples=120, deadline=None)
+@given(traffic, st.randoms(use_true_random=False))
+def test_out_of_order_arrival_within_the_bound_gives_the_batch_replays_alerts(rows, rnd):
+    txns = [txn(i, t, amount, kind, f"a-{a}") for i, (a, t, amount, kind) in enumerate(rows)]
+    arrivals = sorted(txns, key=lambda x: x["event_time_ms"] + rnd.randint(0, 4000))
+    h, out, seen = Harness(operator()), [], MIN_WATERMARK
+    for t in arrivals:
+        out += h.element(rule_row(t))
+        seen = max(seen, t["event_time_ms"])
+        out += h.advance(seen - 5000 - 1)
+    out += h.advance(T0 + 150_000 + 10 * WINDOW)
+    assert alert_ids(out) == sorted(a.alert_id for a in f.alerts_of(txns))
+    assert h.empty(), "an account idle past every look-back keeps no state"
+
+
+def test_a_held_back_watermark_costs_one_read_per_transaction_when_it_catches_up():
+    # one partition behind: 3 000 transactions of one account wait; then the watermark moves
+    # one slot at a time, as a lagging partition's reads let it
+    txns = [txn(i, i * 50, 1_000) for i in range(3_000)]
+    h = Harness(operator())
+    for t in txns:
+        h.element(rule_row(t))
+    for wm in range(T0, T0 + 3_000 * 50 + COALESCE, COALESCE):
+        h.advance(wm)
+    assert h.read_rows == len(txns)
+    assert not h.data["pending_slots"]["a-1"]
+
+
+def test_timers_restored_with_the_earlier_one_list_layout_still_drain_it():
+    # a savepoint of a version before the slots: the transactions in one list ("pending"),
+    # one timer per grid slot
+    txns = [txn(i, i * 1_000, amount) for i, amount in
+            enumerate([50, 50, 60_000] + [1_000] * 12)]
+    h = Harness(operator())
+    h.key = "a-1"
+    for t in txns:
+        h.data.setdefault("pending", {}).setdefault("a-1", []).append(
+            Row(*(t[n] for n in PENDING_FIELDS)))
+        h.register_event_time_timer(-(-t["event_time_ms"] // COALESCE) * COALESCE)
+    out = h.advance(T0 + 5_000)  # part of them
+    out += h.advance(T0 + 20 * WINDOW)
+    want = [a.alert_id for a in f.alerts_of(txns) if a.rule != f.LARGE_AMOUNT]
+    assert want and alert_ids(out) == sorted(want)
+    assert h.empty()
+
+
+def test_a_transaction_behind_the_watermark_meets_the_rules_at_the_next_advance_and_is_named():
+    h = Harness(operator())
+    first = [txn(i, i * 1_000, 1_000) for i in range(9)]
+    for t in first:
+        h.element(rule_row(t))
+    assert h.advance(T0 + 8_500) == []  # nine: no VELOCITY yet
+    behind = txn(9, 8_400, 1_000)  # its slot (8 400) is at or before the watermark
+    assert h.element(rule_row(behind)) == []
+    out = h.advance(T0 + 9_000)
+    [record] = [json.loads(o[1][1]) for o in out]
+    assert record["rule"] == f.VELOCITY and behind["txn_id"] in record["txn_ids"]
+    assert record["details"][f.BEHIND_KEY] == [behind["txn_id"]]
+    assert not h.data["pending_slots"]["a-1"]
