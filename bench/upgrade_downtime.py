@@ -106,10 +106,10 @@ def main(argv=None) -> int:
 
     print(f"machine: {platform.node()}, {os.cpu_count()} cores; rate {args.rate:.0f}/s for "
           f"{args.seconds:.0f} s, checkpoint interval {cfg.flink.checkpoint_interval_ms} ms")
-    print(f"payline upgrade took {t_up_done - t_up:.1f} s (stop-with-savepoint, submit, "
-          f"until every task runs): stop-with-savepoint {up['stop_with_savepoint_s']} s, "
-          f"flink run (client) {up['submit_s']} s, until every task runs "
-          f"{up['until_running_s']} s")
+    print(f"payline upgrade took {t_up_done - t_up:.1f} s (client prepared ahead: "
+          f"{up.get('prepared_client')}): stop-with-savepoint {up['stop_with_savepoint_s']} s, "
+          f"then submit {up['submit_s']} s, until every task runs {up['until_running_s']} s "
+          f"(from the stop's start until running: {up.get('stopped_until_running_s')} s)")
     for iso, times in seen.items():
         steady = largest_gap(times, t_start + 20, t_up - 2)
         around = largest_gap(times, t_up - 2, t_up_done + 60)

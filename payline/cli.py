@@ -53,6 +53,19 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _jobmanager(text: str) -> str:
+    try:
+        return config_mod.parse_address("--jobmanager", text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("conf: --jobmanager ")) from None
+
+
+def _remote(parser) -> None:
+    parser.add_argument("--jobmanager", metavar="HOST:PORT", type=_jobmanager, default=None,
+                        help="the REST address of a remote Flink cluster's JobManager "
+                             "(default: flink.jobmanager, '' = the local cluster)")
+
+
 def _fraction(text: str) -> float:
     try:
         value = float(text)
@@ -97,6 +110,7 @@ def build_parser() -> _Parser:
     sub.add_parser("down", help="stop what `up` started")
     st = sub.add_parser("status", help="what runs where")
     st.add_argument("--json", action="store_true", help="machine-readable output")
+    _remote(st)
     sub.add_parser("topics", help="create the contract's topics")
 
     sb = sub.add_parser("submit", help="submit a streaming job to the Flink cluster")
@@ -107,6 +121,7 @@ def build_parser() -> _Parser:
     sb.add_argument("--group-id", default=None)
     sb.add_argument("--from-savepoint", metavar="PATH")
     sb.add_argument("--attached", action="store_true", help="wait until the job finishes")
+    _remote(sb)
 
     ar = sub.add_parser("archiver", help="the raw-log archiver: topics -> Parquet lake")
     ar.add_argument("action", choices=("run", "start", "stop"),
@@ -126,11 +141,13 @@ def build_parser() -> _Parser:
     dp.add_argument("--version", default=None, help="default: the latest release")
     dp.add_argument("--parallelism", type=_positive_int, default=None)
     dp.add_argument("--from-savepoint", metavar="PATH", default=None)
+    _remote(dp)
     up = sub.add_parser("upgrade", help="stop-with-savepoint, then start another version from it")
     up.add_argument("job", choices=sorted(STREAMING_JOBS))
     up.add_argument("--version", required=True)
     up.add_argument("--allow-non-restored-state", action="store_true",
                     help="drop the state of operators the new version no longer has")
+    _remote(up)
     rb = sub.add_parser("rollback", help="back to the version before the last upgrade")
     rb.add_argument("job", choices=sorted(STREAMING_JOBS))
     rb.add_argument("--to-savepoint", metavar="PATH", default=None,
@@ -138,12 +155,15 @@ def build_parser() -> _Parser:
     rb.add_argument("--keep-state", action="store_true",
                     help="stop the running version with a savepoint and start the previous "
                          "one from it: nothing replayed, no output written twice")
+    _remote(rb)
     sp = sub.add_parser("savepoint", help="trigger a savepoint of a running job")
     sp.add_argument("job", choices=sorted(STREAMING_JOBS))
     sp.add_argument("--stop", action="store_true",
                     help="stop the job with it (then e.g. deploy --parallelism N from it)")
+    _remote(sp)
     sps = sub.add_parser("savepoints", help="list a job's savepoints")
     sps.add_argument("job", choices=sorted(STREAMING_JOBS))
+    _remote(sps)
 
     pk = sub.add_parser("package-batch", help="zip the batch code for spark-submit --py-files")
     pk.add_argument("--out", default="dist/payline-batch.zip",
@@ -517,7 +537,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        cfg = config_mod.load(args.conf, args.set)
+        overrides = list(args.set)
+        if getattr(args, "jobmanager", None) is not None:
+            overrides.append(f"flink.jobmanager={args.jobmanager}")
+        cfg = config_mod.load(args.conf, overrides)
         return _dispatch(cfg, args)
     except (UsageError, ConfigError) as exc:
         print(f"{exc}" if str(exc).startswith(("payline", "conf:", "--set")) else

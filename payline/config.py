@@ -47,6 +47,11 @@ def _path():
     return field(metadata={"kind": "path"})
 
 
+def _address():
+    """'' or host:port."""
+    return field(metadata={"kind": "address"})
+
+
 def _str_list():
     return field(metadata={"kind": "str_list"})
 
@@ -107,10 +112,20 @@ class Flink:
     python_execution_mode: str = _str(("thread", "process"))
     start_timeout_s: int = _int(1, 3600)
     jars_dir: Path = _path()
+    # the REST address (host:port) of a remote JobManager that deploy, upgrade, rollback,
+    # savepoint(s), status and submit use instead of the local cluster; '' for the local one
+    jobmanager: str = _address()
 
     @property
     def rest_url(self) -> str:
-        return os.environ.get("PAYLINE_FLINK_REST") or f"http://{self.host}:{self.rest_port}"
+        if os.environ.get("PAYLINE_FLINK_REST"):
+            return os.environ["PAYLINE_FLINK_REST"]
+        return f"http://{self.jobmanager or f'{self.host}:{self.rest_port}'}"
+
+    def run_options(self) -> list[str]:
+        """`flink run` options that point the client at the cluster (``-m`` for a remote one;
+        the local one is in the rendered configuration)."""
+        return ["-m", self.jobmanager] if self.jobmanager else []
 
 
 @dataclass(frozen=True)
@@ -370,6 +385,8 @@ def _coerce(key: str, raw: Any, meta: dict, root: Path) -> Any:
             raise ConfigError(f"conf: {key} must be a path string, got {raw!r}")
         p = Path(raw)
         return p if p.is_absolute() else root / p
+    if kind == "address":
+        return parse_address(key, raw)
     if kind == "bool":
         if isinstance(raw, str) and raw.lower() in ("true", "false"):
             raw = raw.lower() == "true"
@@ -383,6 +400,18 @@ def _coerce(key: str, raw: Any, meta: dict, root: Path) -> Any:
             raise ConfigError(f"conf: {key} must be a non-empty list of strings, got {raw!r}")
         return tuple(raw)
     raise AssertionError(kind)
+
+
+def parse_address(name: str, raw: Any) -> str:
+    """'' or 'host:port' (a port in 1..65535), else ConfigError naming ``name``."""
+    if raw == "":
+        return raw
+    host, sep, port = raw.rpartition(":") if isinstance(raw, str) else ("", "", "")
+    if (not sep or not host or "/" in raw or any(c.isspace() for c in raw)
+            or not port.isdigit() or not 1 <= int(port) <= 65535):
+        raise ConfigError(f"conf: {name} must be host:port (port 1..65535) or empty, "
+                          f"got {raw!r}")
+    return raw
 
 
 def _zipped_defaults() -> str | None:

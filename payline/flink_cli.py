@@ -20,7 +20,7 @@ def connector_jars(cfg: Config) -> list[Path]:
 def run_command(cfg: Config, python_file: Path, job_args: list[str], *, detached: bool = False,
                 from_savepoint: str | None = None, parallelism: int | None = None) -> list[str]:
     """The exact `flink run` command line for a Python job."""
-    cmd = [flink_bin("flink"), "run"]
+    cmd = [flink_bin("flink"), "run", *cfg.flink.run_options()]
     if detached:
         cmd.append("-d")
     if from_savepoint:

@@ -66,7 +66,7 @@ def audit(cfg: Config, action: str, job: str, outcome: str, **details) -> None:
     _append(cfg.paths.ops_dir / "audit.log", {
         "time": datetime.now(UTC).isoformat(timespec="seconds"), "user": getpass.getuser(),
         "host": socket.gethostname(), "action": action, "job": job, "outcome": outcome,
-        **details})
+        "cluster": cfg.flink.rest_url, **details})
 
 
 def deployments(cfg: Config, job: str) -> list[dict]:
@@ -326,15 +326,15 @@ def current_deployment(cfg: Config, job: str) -> dict | None:
     return ok[-1] if ok else None
 
 
-def _submit(cfg: Config, manifest: dict, parallelism: int | None, from_savepoint: str | None,
-            job_args: list[str], allow_non_restored: bool = False) -> str:
+def _client(cfg: Config, manifest: dict, parallelism: int | None, from_savepoint: str | None,
+            job_args: list[str], allow_non_restored: bool = False) -> tuple[list[str], dict]:
+    """The `flink run -d` command line of a release, and its environment."""
     from payline.flink_cli import connector_jars
     from payline.stack import flink_bin, flink_env, render_flink_conf
 
-    job, version = manifest["job"], manifest["version"]
-    rel = release_dir(cfg, job, version)
+    rel = release_dir(cfg, manifest["job"], manifest["version"])
     render_flink_conf(cfg)
-    cmd = [flink_bin("flink"), "run", "-d"]
+    cmd = [flink_bin("flink"), "run", "-d", *cfg.flink.run_options()]
     if from_savepoint:
         cmd += ["-s", from_savepoint]
         if allow_non_restored:
@@ -348,20 +348,107 @@ def _submit(cfg: Config, manifest: dict, parallelism: int | None, from_savepoint
     env = flink_env(cfg)
     # the client imports this version's packages, not the checkout's
     env["PYTHONPATH"] = str(rel / "tree")
+    return cmd, env
+
+
+def _job_id(manifest: dict, returncode: int, stdout: str, stderr: str) -> str:
+    found = re.search(r"JobID ([0-9a-f]{32})", stdout)
+    if returncode != 0 or not found:
+        text = stdout + stderr
+        raise OpsError(f"flink run {manifest['job']} {manifest['version']} failed (exit "
+                       f"{returncode}): {_unmatched_lines(text)}{text[-3000:]}")
+    return found.group(1)
+
+
+def _submit(cfg: Config, manifest: dict, parallelism: int | None, from_savepoint: str | None,
+            job_args: list[str], allow_non_restored: bool = False) -> str:
+    cmd, env = _client(cfg, manifest, parallelism, from_savepoint, job_args,
+                       allow_non_restored)
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=cfg.root,
                           timeout=300)
-    found = re.search(r"JobID ([0-9a-f]{32})", proc.stdout)
-    if proc.returncode != 0 or not found:
-        text = proc.stdout + proc.stderr
-        raise OpsError(f"flink run {job} {version} failed (exit {proc.returncode}): "
-                       f"{_unmatched_lines(text)}{text[-3000:]}")
-    return found.group(1)
+    return _job_id(manifest, proc.returncode, proc.stdout, proc.stderr)
+
+
+class Prepared:
+    """A release's `flink run` client started ahead, its plan built, waiting for the savepoint
+    to submit from (payline/handoff.py): the upgrade's downtime no longer includes the
+    client's start."""
+
+    def __init__(self, cfg: Config, manifest: dict, parallelism: int | None,
+                 job_args: list[str], timeout_s: float = 300):
+        from payline import handoff
+
+        self.manifest, self.parallelism = manifest, parallelism
+        self.handoff = (cfg.paths.ops_dir / "handoff"
+                        / f"{manifest['job']}-{manifest['version']}-{_now_ms()}.json")
+        self.handoff.parent.mkdir(parents=True, exist_ok=True)
+        cmd, env = _client(cfg, manifest, parallelism, None, job_args)
+        env[handoff.ENV] = str(self.handoff)
+        self.logs = [self.handoff.with_suffix(".out"), self.handoff.with_suffix(".err")]
+        with open(self.logs[0], "w") as out, open(self.logs[1], "w") as err:
+            self.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, cwd=cfg.root)
+        deadline = time.monotonic() + timeout_s
+        while not handoff.ready_path(self.handoff).is_file():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self._end(kill=True)
+                _job_id(manifest, self.proc.returncode or 1, *self._output())
+                raise OpsError(f"flink run {manifest['job']} {manifest['version']}: the "
+                               f"client never got its plan ready")
+            time.sleep(0.05)
+
+    @staticmethod
+    def supported(cfg: Config, manifest: dict) -> bool:
+        """Releases made before the handoff existed would submit at once, without state."""
+        rel = release_dir(cfg, manifest["job"], manifest["version"])
+        return (rel / "tree" / "payline" / "handoff.py").is_file()
+
+    def _output(self) -> tuple[str, str]:
+        return tuple(p.read_text(errors="replace") if p.is_file() else "" for p in self.logs)
+
+    def _end(self, kill: bool = False, timeout_s: float = 300) -> None:
+        if kill and self.proc.poll() is None:
+            self.proc.kill()
+        try:
+            self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        for p in [self.handoff, handoff_ready(self.handoff)]:
+            p.unlink(missing_ok=True)
+
+    def submit(self, savepoint_path: str, allow_non_restored: bool = False) -> str:
+        from payline import handoff
+
+        handoff.write(self.handoff, {"savepoint": savepoint_path,
+                                     "allow_non_restored": allow_non_restored})
+        self._end()
+        job_id = _job_id(self.manifest, self.proc.returncode, *self._output())
+        for p in self.logs:  # kept only when the submission failed
+            p.unlink(missing_ok=True)
+        return job_id
+
+    def abort(self) -> None:
+        from payline import handoff
+
+        if self.proc.poll() is None:
+            handoff.write(self.handoff, {"abort": True})
+            self._end(timeout_s=30)
+        else:
+            self._end()
+
+
+def handoff_ready(path: Path) -> Path:
+    from payline import handoff
+
+    return handoff.ready_path(path)
 
 
 def deploy(cfg: Config, job: str, version: str | None = None, parallelism: int | None = None,
            from_savepoint: str | None = None, job_args: tuple[str, ...] = (),
-           action: str = "deploy", allow_non_restored: bool = False) -> dict:
-    """Submit a release, wait until it runs, record the deployment."""
+           action: str = "deploy", allow_non_restored: bool = False,
+           prepared: Prepared | None = None) -> dict:
+    """Submit a release (through a ``prepared`` client when given), wait until it runs, record
+    the deployment."""
     _check_job(job)
     manifest = manifest_of(cfg, job, version)
     if action == "deploy":
@@ -374,8 +461,9 @@ def deploy(cfg: Config, job: str, version: str | None = None, parallelism: int |
               "deployment": f"{job}-{_now_ms()}", "job_args": list(job_args)}
     try:
         t0 = time.monotonic()
-        job_id = _submit(cfg, manifest, parallelism, from_savepoint, list(job_args),
-                         allow_non_restored)
+        job_id = (prepared.submit(from_savepoint, allow_non_restored) if prepared else
+                  _submit(cfg, manifest, parallelism, from_savepoint, list(job_args),
+                          allow_non_restored))
         record["job_id"] = job_id
         record["submit_s"] = round(time.monotonic() - t0, 1)
         wait_running(cfg, job_id)
@@ -446,13 +534,19 @@ def upgrade(cfg: Config, job: str, version: str, allow_non_restored: bool = Fals
     current = current_deployment(cfg, job)
     if current is None or not running_job(cfg, job):
         raise OpsError(f"upgrade: {job} is not running as a deployment; use `payline deploy`")
+    prepared = _prepare(cfg, target, current)
     t0 = time.monotonic()
-    sp = savepoint(cfg, job, "upgrade", stop=True)
+    try:
+        sp = savepoint(cfg, job, "upgrade", stop=True)
+    except BaseException:
+        if prepared:
+            prepared.abort()
+        raise
     stopped_s = round(time.monotonic() - t0, 1)
     try:
         rec = deploy(cfg, job, target["version"], current.get("parallelism"), sp["path"],
                      tuple(current.get("job_args", [])), action="upgrade",
-                     allow_non_restored=allow_non_restored)
+                     allow_non_restored=allow_non_restored, prepared=prepared)
     except OpsError as exc:
         deploy(cfg, job, current["version"], current.get("parallelism"), sp["path"],
                tuple(current.get("job_args", [])), action="restore-after-failed-upgrade")
@@ -469,10 +563,21 @@ def upgrade(cfg: Config, job: str, version: str, allow_non_restored: bool = Fals
     rec["upgraded_from"] = current["version"]
     rec["savepoint"] = sp["path"]
     rec["stop_with_savepoint_s"] = stopped_s
+    rec["prepared_client"] = prepared is not None
+    rec["stopped_until_running_s"] = round(time.monotonic() - t0, 1)
     _append(cfg.paths.ops_dir / "upgrades.jsonl", {
         "job": job, "from_version": current["version"], "to_version": target["version"],
         "savepoint": sp["path"], "time_ms": _now_ms()})
     return rec
+
+
+def _prepare(cfg: Config, target: dict, current: dict) -> Prepared | None:
+    """The target release's client, started before the running version stops (None for a
+    release older than the handoff: it is submitted after the stop, as before)."""
+    if not Prepared.supported(cfg, target):
+        return None
+    return Prepared(cfg, target, current.get("parallelism"),
+                    list(current.get("job_args", [])))
 
 
 def rollback(cfg: Config, job: str, to_savepoint: str | None = None,
@@ -500,10 +605,17 @@ def rollback(cfg: Config, job: str, to_savepoint: str | None = None,
     if keep_state:
         if not job_id or current is None:
             raise OpsError(f"rollback --keep-state: {job} is not running")
-        to_savepoint = savepoint(cfg, job, "rollback", stop=True)["path"]
+        target = manifest_of(cfg, job, last["from_version"])
+        prepared = _prepare(cfg, target, current)
+        try:
+            to_savepoint = savepoint(cfg, job, "rollback", stop=True)["path"]
+        except BaseException:
+            if prepared:
+                prepared.abort()
+            raise
         try:
             rec = deploy(cfg, job, last["from_version"], parallelism, to_savepoint, job_args,
-                         action="rollback")
+                         action="rollback", prepared=prepared)
         except OpsError as exc:
             deploy(cfg, job, current["version"], parallelism, to_savepoint, job_args,
                    action="restore-after-failed-rollback")

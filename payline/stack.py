@@ -678,7 +678,8 @@ def status(cfg: Config) -> dict:
     kp, fp = kafka_paths(cfg), flink_paths(cfg)
     kpids = kafka_pids(cfg)
     fpids = flink_pids(cfg)
-    ov = flink_overview(cfg) if fpids["jobmanager"] else None
+    remote = bool(cfg.flink.jobmanager)  # a cluster of its own: no pids here, only REST
+    ov = flink_overview(cfg) if remote or fpids["jobmanager"] else None
     jobs = []
     if ov:
         listing = flink_rest(cfg, "/jobs/overview") or {}
@@ -711,8 +712,9 @@ def status(cfg: Config) -> dict:
             "data_dir": str(kp.data),
         },
         "flink": {
-            "running": bool(fpids["jobmanager"]),
+            "running": bool(ov) if remote else bool(fpids["jobmanager"]),
             "ready": bool(ov),
+            "remote": remote,
             "jobmanager_pids": fpids["jobmanager"],
             "taskmanager_pids": fpids["taskmanager"],
             "web_ui": cfg.flink.rest_url,
@@ -722,7 +724,8 @@ def status(cfg: Config) -> dict:
             "jobs": jobs,
             "logs": str(fp.logs),
             "conf_dir": str(fp.conf),
-            "prometheus_ports": prometheus_ports(cfg) if fpids["jobmanager"] else [],
+            "prometheus_ports": (prometheus_ports(cfg) if fpids["jobmanager"] and not remote
+                                 else []),
             "checkpoints_dir": str(cfg.paths.checkpoints_dir),
         },
     }
@@ -742,7 +745,8 @@ def format_status(st: dict) -> str:
         + (f"  pid {', '.join(map(str, k['pids']))}" if k["pids"] else ""),
         f"       log {k['log']}",
         f"flink  {state(f):<8} web UI {f['web_ui']}"
-        + (f"  JobManager pid {f['jobmanager_pids']} TaskManager pid {f['taskmanager_pids']}"
+        + (" (remote)" if f.get("remote") else
+           f"  JobManager pid {f['jobmanager_pids']} TaskManager pid {f['taskmanager_pids']}"
            if f["running"] else ""),
     ]
     if f["running"]:

@@ -32,7 +32,7 @@ Keyed state per account (typed, no pickles), and its way out:
   ``pending_slots``  transactions waiting for the watermark, by rule-timer slot
                -> each slot drained and removed by its rule timer (``pending``, the one list
                   of earlier versions, is drained by restored timers that find no slot)
-  ``account``  one value: the ordered rules' memory (the last look-back of transactions, the
+  ``rules``    one value: the ordered rules' memory (the last look-back of transactions, the
                VELOCITY silence) and the profile versions
                -> the memory is emptied by an idle timer (``FraudParams.idle_after_ms`` after
                   the last transaction) once no on-time transaction can reach it; superseded
@@ -59,6 +59,7 @@ Submit (``payline submit fraud`` wraps this):
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 import time
 
@@ -88,6 +89,7 @@ from jobs.streaming.txn_sql import (
     sql_interval,
 )
 from payline import config as config_mod
+from payline import handoff
 from udfs import fraud, semantics
 from udfs.contract import Invalid, Rules, Tombstone, validate_profile
 
@@ -156,19 +158,27 @@ def accounts_ddl(cfg, args) -> str:
 
 SINK_ROW = Types.ROW_NAMED(["key", "value"], [Types.STRING(), Types.STRING()])
 PENDING_FIELDS = ("txn_id", "kind", "amount_cents", "currency", "event_time_ms", "country")
+# The rules' state is String-typed: JSON with the layouts below. PyFlink's thread mode keeps a
+# Row or List state value as a pickled byte array (pyflink/fn_execution/embedded/java_utils.py:
+# only basic types, arrays and maps get a Java serializer), so a Row-typed state would be a
+# Python pickle in every checkpoint. A String is typed on the Java side, readable without
+# Python (e.g. by the State Processor API), and its layout is documented here:
+#   pending_slots  slot (LONG) -> '[[txn_id, kind, amount_cents, currency, event_time_ms,
+#                                    country], ...]'
+#   rules          '{"silent_until_ms": .., "recent": [[event_time_ms, txn_id, kind,
+#                    amount_cents], ..], "profiles": [[valid_from_ms, home_country,
+#                    risk_tier], ..]}'
+#   behind         txn_id (STRING) -> event_time_ms (LONG)
+# Earlier versions kept "pending" (a list of PENDING_ROW) and "account" (ACCOUNT_ROW): both are
+# still read, once, when restored from their savepoints.
 PENDING_ROW = Types.ROW_NAMED(
     list(PENDING_FIELDS),
     [Types.STRING(), Types.STRING(), Types.LONG(), Types.STRING(), Types.LONG(),
      Types.STRING()])
-# a slot's waiting transactions, a list inside a row: thread mode converts a list in a row, not
-# a bare list as a MapState value
-SLOT_ROW = Types.ROW_NAMED(["txns"], [Types.LIST(PENDING_ROW)])
 RECENT_ROW = Types.ROW_NAMED(["event_time_ms", "txn_id", "kind", "amount_cents"],
                              [Types.LONG(), Types.STRING(), Types.STRING(), Types.LONG()])
 VERSION_ROW = Types.ROW_NAMED(["valid_from_ms", "home_country", "risk_tier"],
                               [Types.LONG(), Types.STRING(), Types.STRING()])
-# Everything an account's rules remember, in one value: one read and one write per timer
-# instead of one per piece (Python state access is the job's hot path).
 ACCOUNT_ROW = Types.ROW_NAMED(["silent_until_ms", "recent", "profiles"],
                               [Types.LONG(), Types.LIST(RECENT_ROW), Types.LIST(VERSION_ROW)])
 
@@ -197,10 +207,11 @@ class EvaluateRules(KeyedProcessFunction):
         # account whose watermark is held back (a partition behind the others) costs linear
         # time, not quadratic, when it catches up
         self.slots = runtime_context.get_map_state(
-            MapStateDescriptor("pending_slots", Types.LONG(), SLOT_ROW))
-        # the layout of versions before the slots (one list); read only by a rule timer that
-        # finds no slot, i.e. one restored from such a savepoint, so their transactions still
-        # meet the rules after an upgrade
+            MapStateDescriptor("pending_slots", Types.LONG(), Types.STRING()))
+        # Everything the ordered rules remember, in one value: one read and one write per
+        # timer instead of one per piece (Python state access is the job's hot path).
+        self.rules = runtime_context.get_state(ValueStateDescriptor("rules", Types.STRING()))
+        # the layouts of earlier versions (pickled rows): read only when restored from them
         self.pending = runtime_context.get_list_state(
             ListStateDescriptor("pending", PENDING_ROW))
         self.account = runtime_context.get_state(ValueStateDescriptor("account", ACCOUNT_ROW))
@@ -231,19 +242,26 @@ class EvaluateRules(KeyedProcessFunction):
             self._grid(watermark + self.params.idle_after_ms(self.window_ms)) + 1)
 
     def _load(self) -> tuple[fraud.RuleState, dict[int, fraud.Profile]]:
-        acc = self.account.value()
+        text = self.rules.value()
+        if text is not None:
+            d = json.loads(text)
+            return (fraud.RuleState([tuple(r) for r in d["recent"]], d["silent_until_ms"]),
+                    {v[0]: fraud.Profile(*v) for v in d["profiles"]})
+        acc = self.account.value()  # restored from a version before the String layout
         if acc is None:
             return fraud.RuleState(), {}
+        self.account.clear()
         return (fraud.RuleState([tuple(r) for r in acc[1]], acc[0]),
                 {v[0]: fraud.Profile(*v) for v in acc[2]})
 
     def _store(self, state: fraud.RuleState, versions: dict[int, fraud.Profile]) -> None:
         if state.is_empty() and not versions:
-            self.account.clear()
+            self.rules.clear()
             return
-        self.account.update(Row(
-            state.silent_until_ms, [Row(*r) for r in state.recent],
-            [Row(v.valid_from_ms, v.home_country, v.risk_tier) for v in versions.values()]))
+        self.rules.update(json.dumps(
+            {"silent_until_ms": state.silent_until_ms, "recent": state.recent,
+             "profiles": [[v.valid_from_ms, v.home_country, v.risk_tier]
+                          for v in versions.values()]}, separators=(",", ":")))
 
     def _behind_near(self, alerts):
         """The alerts, those within reach of a transaction that came behind the watermark
@@ -289,8 +307,10 @@ class EvaluateRules(KeyedProcessFunction):
                      "currency": currency, "event_time_ms": t}, self.params)])
             slot = self._grid(t)
             waiting = self.slots.get(slot)
-            entry = Row(txn_id, kind, amount, currency, t, country)
-            self.slots.put(slot, Row([entry] if waiting is None else [*waiting[0], entry]))
+            entry = json.dumps([txn_id, kind, amount, currency, t, country],
+                               separators=(",", ":"))
+            # appended as text: the slot is parsed only when its timer fires
+            self.slots.put(slot, f"[{entry}]" if waiting is None else f"{waiting[:-1]},{entry}]")
             ctx.timer_service().register_event_time_timer(slot)
         elif rec == PROFILE:
             self.profile_versions.inc()
@@ -321,7 +341,7 @@ class EvaluateRules(KeyedProcessFunction):
                 self.slots.remove(timestamp)
                 alerts, _ = fraud.advance(
                     state, [dict(zip(PENDING_FIELDS, p, strict=True), account_id=account)
-                            for p in slot[0]],
+                            for p in json.loads(slot)],
                     versions, timestamp, self.window_ms, self.params)
             else:  # a timer restored with the earlier layout: drain its list as it did
                 pending = [dict(zip(PENDING_FIELDS, p, strict=True), account_id=account)
@@ -443,7 +463,7 @@ def main(argv=None) -> None:
     sinks = create_sinks(t_env, cfg)
     statements = build_pipeline(t_env, "raw_transactions", "raw_accounts", sinks, cfg)
     statements.attach_as_datastream()
-    env.execute(JOB_NAME)
+    handoff.execute(env, JOB_NAME)  # env.execute, or later under a prepared upgrade
 
 
 if __name__ == "__main__":

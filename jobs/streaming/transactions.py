@@ -63,6 +63,7 @@ from jobs.streaming.txn_sql import (
     sql_interval,
 )
 from payline import config as config_mod
+from payline import handoff
 from udfs import semantics
 from udfs.contract import ERROR_CLASSES, FIELD_NAMES
 
@@ -228,7 +229,7 @@ def main(argv=None) -> None:
     statements = build_pipeline(t_env, "raw_transactions", sinks, cfg)
     # as a DataStream program: env.execute() behaves alike in attached and detached `flink run`
     statements.attach_as_datastream()
-    env.execute(JOB_NAME)
+    handoff.execute(env, JOB_NAME)  # env.execute, or later under a prepared upgrade
 
 
 if __name__ == "__main__":

@@ -197,7 +197,11 @@ def test_status_shows_version_checkpoints_restarts_and_the_lag_of_a_stopped_job(
 def test_rescale_1_2_1_through_savepoints_gives_the_uninterrupted_alerts(stack_conf, stack_cfg):
     """The rules' keyed state and timers move between 1 and 2 subtasks through savepoints
     (`payline savepoint --stop`, `payline deploy --parallelism N --from-savepoint`): the
-    alerts equal the brute-force reference of the whole data set."""
+    alerts equal the brute-force reference of the whole data set. The step to 2 goes through
+    ``--jobmanager`` (a remote cluster's REST address) with the configured local address
+    pointing nowhere, so both `flink run` and the REST calls must take the option."""
+    from payline import stack
+
     topics = topics_of("it.rescale")
     cfg = stack_cfg
     cli = on_own_topics(stack_conf, cfg, topics, "fraud.group_id=it-rescale")
@@ -208,14 +212,16 @@ def test_rescale_1_2_1_through_savepoints_gives_the_uninterrupted_alerts(stack_c
     def parallelism(job_id):
         return max(v["parallelism"] for v in ops._rest(cfg, f"/jobs/{job_id}")["vertices"])
 
-    def stop_and_redeploy(p):
+    remote = ("--set=flink.rest_port=1", f"--jobmanager=127.0.0.1:{cfg.flink.rest_port}")
+
+    def stop_and_redeploy(p, via=()):
         job_id = ops.running_job(cfg, "fraud")
         seen = completed_checkpoints(cfg, job_id)
         wait_for(lambda: completed_checkpoints(cfg, job_id) >= seen + 1, 60, "a checkpoint")
-        out = cli("savepoint", "fraud", "--stop").stdout
+        out = cli(*via[:1], "savepoint", "fraud", "--stop", *via[1:]).stdout
         path = out.split(": ", 1)[1].split(" (", 1)[0]
-        cli("deploy", "fraud", "--version", "r1", "--parallelism", str(p),
-            "--from-savepoint", path)
+        cli(*via[:1], "deploy", "fraud", "--version", "r1", "--parallelism", str(p),
+            "--from-savepoint", path, *via[1:])
         new = ops.running_job(cfg, "fraud")
         assert new != job_id and parallelism(new) == p
         restored = ops._rest(cfg, f"/jobs/{new}/checkpoints")["latest"]["restored"]
@@ -226,12 +232,22 @@ def test_rescale_1_2_1_through_savepoints_gives_the_uninterrupted_alerts(stack_c
     try:
         assert parallelism(ops.running_job(cfg, "fraud")) == 1
         send_records(cfg, first)
-        stop_and_redeploy(2)
+        # the configured address (port 1) reaches no cluster; the option does
+        assert not json.loads(cli(remote[0], "status", "--json").stdout)["flink"]["ready"]
+        flink = json.loads(cli(remote[0], "status", "--json", remote[1]).stdout)["flink"]
+        assert flink["ready"] and flink["remote"]
+        assert [j["version"] for j in flink["jobs"] if j["name"] == "payline-fraud"] == ["r1"]
+        stop_and_redeploy(2, via=remote)
+        last = [json.loads(line) for line in
+                (cfg.paths.ops_dir / "audit.log").read_text().splitlines()][-1]
+        assert (last["action"], last["outcome"], last["cluster"]) == (
+            "deploy", "ok", f"http://127.0.0.1:{cfg.flink.rest_port}")
         send_records(cfg, second[:half])
         stop_and_redeploy(1)
         send_records(cfg, second[half:] + flush_records(topics))
         assert wait_for_alerts(cfg, topics["alerts"], want) == want
     finally:
+        stack.render_flink_conf(cfg)  # the local address back in the client configuration
         job = ops.running_job(cfg, "fraud")
         if job:
             cancel_job(cfg, job)

@@ -17,6 +17,9 @@ from payline.cli import main
     (["--conf", "/nonexistent.toml", "status"], "/nonexistent.toml"),
     (["frobnicate"], "frobnicate"),
     ([], "COMMAND"),
+    (["deploy", "fraud", "--jobmanager", "flink-jm"], "--jobmanager"),
+    (["status", "--jobmanager", "flink-jm:99999"], "--jobmanager"),
+    (["--set", "flink.jobmanager=http://jm:8081/", "status"], "flink.jobmanager"),
 ])
 def test_user_error_exits_2_with_one_line_naming_it(argv, named, capsys):
     assert main(argv) == 2
@@ -31,3 +34,20 @@ def test_a_kafka_cluster_id_starting_with_a_dash_is_one_argument():
 
     args = storage_format_args("-AbC_d", "server.properties")
     assert "--cluster-id=-AbC_d" in args and "-AbC_d" not in args
+
+
+def test_a_remote_jobmanager_points_flink_run_and_the_rest_calls_at_it(tmp_path):
+    from payline import config as config_mod
+    from payline.flink_cli import run_command
+
+    local = config_mod.load()
+    assert local.flink.jobmanager == "" and local.flink.run_options() == []
+    assert local.flink.rest_url == f"http://{local.flink.host}:{local.flink.rest_port}"
+    jars = tmp_path / "jars"
+    jars.mkdir()
+    (jars / "flink-sql-connector-kafka-5.0.0-2.2.jar").write_bytes(b"")
+    remote = config_mod.load(overrides=["flink.jobmanager=jm.example:8081",
+                                        f"flink.jars_dir={jars}"])
+    assert remote.flink.rest_url == "http://jm.example:8081"
+    cmd = run_command(remote, tmp_path / "job.py", [], detached=True)
+    assert cmd[1:4] == ["run", "-m", "jm.example:8081"]

@@ -103,7 +103,7 @@ class MapState:
     def get(self, k):
         v = self._d().get(k)
         if v is not None and self.name == "pending_slots" and self.h.in_timer:
-            self.h.read_rows += len(v[0])
+            self.h.read_rows += len(json.loads(v))
         return v
 
     def put(self, k, v):
@@ -240,3 +240,22 @@ def test_a_transaction_behind_the_watermark_meets_the_rules_at_the_next_advance_
     assert record["rule"] == f.VELOCITY and behind["txn_id"] in record["txn_ids"]
     assert record["details"][f.BEHIND_KEY] == [behind["txn_id"]]
     assert not h.data["pending_slots"]["a-1"]
+
+
+def test_rule_state_restored_in_the_earlier_row_layout_is_read_once_then_kept_as_text():
+    # "account" (a Row: silence, recent transactions, profiles) of a version before the String
+    # layout: nine small purchases in the look-back; the tenth makes VELOCITY
+    h = Harness(operator())
+    h.key = "a-1"
+    nine = [txn(i, i * 1_000, 1_000) for i in range(9)]
+    h.data["account"] = {"a-1": Row(None, [Row(t["event_time_ms"], t["txn_id"], t["kind"],
+                                               t["amount_cents"]) for t in nine],
+                                    [Row(T0 - 1, "DE", "high")])}
+    h.watermark = T0 + 8_500
+    tenth = txn(9, 9_000, 1_000)
+    h.element(rule_row(tenth))
+    [record] = [json.loads(o[1][1]) for o in h.advance(T0 + 9_500)]
+    assert record["rule"] == f.VELOCITY and tenth["txn_id"] in record["txn_ids"]
+    assert h.data["account"].get("a-1") is None, "the old layout is cleared once read"
+    rules = json.loads(h.data["rules"]["a-1"])
+    assert rules["profiles"] == [[T0 - 1, "DE", "high"]] and len(rules["recent"]) == 10

@@ -90,3 +90,39 @@ def test_retention_keeps_the_newest_savepoints_and_the_rollback_target(tmp_path)
     assert not (tmp_path / "savepoints" / "savepoint-0").exists()
     assert (tmp_path / "savepoints" / "savepoint-1" / "_metadata").exists()
     assert ops.prune_savepoints(cfg, "fraud") == []  # nothing more to do
+
+
+def test_a_prepared_client_submits_only_what_it_is_handed(tmp_path):
+    import threading
+
+    from payline import handoff
+
+    spec_file = tmp_path / "h.json"
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(handoff.wait(spec_file, wait_s=30)))
+    waiter.start()
+    for _ in range(200):
+        if handoff.ready_path(spec_file).is_file():
+            break
+        threading.Event().wait(0.01)
+    assert handoff.ready_path(spec_file).is_file() and not got, "ready, still waiting"
+    handoff.write(spec_file, {"savepoint": "file:///sp/savepoint-1", "allow_non_restored": False})
+    waiter.join(10)
+    assert got == [{"savepoint": "file:///sp/savepoint-1", "allow_non_restored": False}]
+
+    called_off = tmp_path / "off.json"
+    handoff.write(called_off, {"abort": True})
+    assert handoff.wait(called_off, wait_s=5) is None
+    assert handoff.wait(tmp_path / "never.json", wait_s=0.2) is None  # nobody answers: nothing
+
+
+def test_only_releases_that_wait_for_the_handoff_are_prepared(tmp_path):
+    from payline import config, ops
+
+    cfg = config.load(overrides=[f"paths.ops_dir={tmp_path}"])
+    manifest = {"job": "fraud", "version": "v1"}
+    tree = ops.release_dir(cfg, "fraud", "v1") / "tree" / "payline"
+    tree.mkdir(parents=True)
+    assert not ops.Prepared.supported(cfg, manifest)
+    (tree / "handoff.py").write_text("")
+    assert ops.Prepared.supported(cfg, manifest)
