@@ -236,7 +236,8 @@ def test_rescale_1_2_1_through_savepoints_gives_the_uninterrupted_alerts(stack_c
         assert not json.loads(cli(remote[0], "status", "--json").stdout)["flink"]["ready"]
         flink = json.loads(cli(remote[0], "status", "--json", remote[1]).stdout)["flink"]
         assert flink["ready"] and flink["remote"]
-        assert [j["version"] for j in flink["jobs"] if j["name"] == "payline-fraud"] == ["r1"]
+        assert [j["version"] for j in flink["jobs"]
+                if j["name"] == "payline-fraud" and j["state"] == "RUNNING"] == ["r1"]
         stop_and_redeploy(2, via=remote)
         last = [json.loads(line) for line in
                 (cfg.paths.ops_dir / "audit.log").read_text().splitlines()][-1]
