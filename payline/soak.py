@@ -619,10 +619,16 @@ class Soak:
         committed = {t: topics.read_topic(cfg, t) for t in outputs}
         self._say("their outputs have stopped growing")
         # 3. the archiver holds them
+        stalled_after_s = 6 * cfg.archiver.flush_interval_ms / 1000 + 30
         while not all(archiver.read_lake(cfg, t).num_rows >= len(committed[t])
                       for t in outputs):
             if not stack.archiver_pids(cfg):
                 raise SoakError(f"the archiver is not running; its log: "
+                                f"{stack.archiver_paths(cfg)[1]}")
+            idle_s = time.time() - self._lake_newest()
+            if idle_s > stalled_after_s:  # alive, records missing, nothing written
+                raise SoakError(f"the archiver runs but has written nothing for {idle_s:.0f} s "
+                                f"while records are missing from the lake; its log: "
                                 f"{stack.archiver_paths(cfg)[1]}")
             if time.monotonic() > deadline:
                 raise SoakError(f"the archiver has not caught up after soak.settle_timeout_s "

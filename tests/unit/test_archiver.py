@@ -70,7 +70,9 @@ def test_a_failed_offset_commit_keeps_the_file_and_the_archiver(tmp_path):
     class Away:
         commits = 0
 
-        def commit(self, **_):
+        def commit(self, asynchronous, **_):
+            # never a synchronous commit: one hung for good after a broker restart
+            assert asynchronous is True
             self.commits += 1
             raise KafkaException(KafkaError(KafkaError._WAIT_COORD, "Waiting for coordinator"))
 
@@ -82,4 +84,16 @@ def test_a_failed_offset_commit_keeps_the_file_and_the_archiver(tmp_path):
     assert consumer.commits == 1
     assert a.next_offsets(arch.root) == {("payments.dlq", 2): 2}
     assert arch.records_written == 2 and not arch.buffers
+    assert len(said) == 1 and "offset commit of payments.dlq/2 failed" in said[0]
+
+
+def test_a_failed_asynchronous_commit_is_logged_by_its_callback():
+    from confluent_kafka import KafkaError, TopicPartition
+
+    said = []
+    arch = a.Archiver(config.load(), log=said.append)
+    arch._on_commit(None, [TopicPartition("payments.dlq", 2, 5)])
+    assert said == []
+    arch._on_commit(KafkaError(KafkaError._WAIT_COORD, "Waiting for coordinator"),
+                    [TopicPartition("payments.dlq", 2, 5)])
     assert len(said) == 1 and "offset commit of payments.dlq/2 failed" in said[0]
