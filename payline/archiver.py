@@ -14,8 +14,9 @@ Exactly once, without a coordinator:
 * A file appears atomically: written under a temporary name, fsynced, renamed, directory
   fsynced. A crash leaves at most a temporary file, which is never read and is removed on
   start. Files are only added, never rewritten (a name that exists is an error).
-* Kafka offsets are committed after the file is durable, for monitoring (consumer lag) only;
-  a failed commit (the broker away) is logged, and the next one covers it.
+* Kafka offsets are committed after the file is durable, for monitoring (consumer lag) only,
+  asynchronously (a synchronous commit can hang after a broker restart); a failed commit (the
+  broker away) is logged, and the next one covers it.
 * ``isolation.level=read_committed``: records of aborted transactions never appear. Offsets of
   transaction markers and aborted records are simply absent from the lake.
 
