@@ -32,6 +32,7 @@ import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+from payline import handoff
 from payline.config import Config
 
 JOBS = {"transactions": ("transactions.py", "payline-transactions"),
@@ -376,19 +377,17 @@ class Prepared:
 
     def __init__(self, cfg: Config, manifest: dict, parallelism: int | None,
                  job_args: list[str], timeout_s: float = 300):
-        from payline import handoff
-
         self.manifest, self.parallelism = manifest, parallelism
-        self.handoff = (cfg.paths.ops_dir / "handoff"
+        self.spec_file = (cfg.paths.ops_dir / "handoff"
                         / f"{manifest['job']}-{manifest['version']}-{_now_ms()}.json")
-        self.handoff.parent.mkdir(parents=True, exist_ok=True)
+        self.spec_file.parent.mkdir(parents=True, exist_ok=True)
         cmd, env = _client(cfg, manifest, parallelism, None, job_args)
-        env[handoff.ENV] = str(self.handoff)
-        self.logs = [self.handoff.with_suffix(".out"), self.handoff.with_suffix(".err")]
+        env[handoff.ENV] = str(self.spec_file)
+        self.logs = [self.spec_file.with_suffix(".out"), self.spec_file.with_suffix(".err")]
         with open(self.logs[0], "w") as out, open(self.logs[1], "w") as err:
             self.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, cwd=cfg.root)
         deadline = time.monotonic() + timeout_s
-        while not handoff.ready_path(self.handoff).is_file():
+        while not handoff.ready_path(self.spec_file).is_file():
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self._end(kill=True)
                 _job_id(manifest, self.proc.returncode or 1, *self._output())
@@ -413,13 +412,11 @@ class Prepared:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        for p in [self.handoff, handoff_ready(self.handoff)]:
+        for p in [self.spec_file, handoff.ready_path(self.spec_file)]:
             p.unlink(missing_ok=True)
 
     def submit(self, savepoint_path: str, allow_non_restored: bool = False) -> str:
-        from payline import handoff
-
-        handoff.write(self.handoff, {"savepoint": savepoint_path,
+        handoff.write(self.spec_file, {"savepoint": savepoint_path,
                                      "allow_non_restored": allow_non_restored})
         self._end()
         job_id = _job_id(self.manifest, self.proc.returncode, *self._output())
@@ -428,19 +425,11 @@ class Prepared:
         return job_id
 
     def abort(self) -> None:
-        from payline import handoff
-
         if self.proc.poll() is None:
-            handoff.write(self.handoff, {"abort": True})
+            handoff.write(self.spec_file, {"abort": True})
             self._end(timeout_s=30)
         else:
             self._end()
-
-
-def handoff_ready(path: Path) -> Path:
-    from payline import handoff
-
-    return handoff.ready_path(path)
 
 
 def deploy(cfg: Config, job: str, version: str | None = None, parallelism: int | None = None,
