@@ -676,9 +676,34 @@ def consumer_lag(cfg: Config, group: str, topics: list[str]) -> dict[str, int | 
     return out
 
 
+# watermarkLag before a source's first watermark is the wall clock minus Long.MIN_VALUE
+_NO_WATERMARK_YET_MS = 10 * 365 * 24 * 3600 * 1000
+
+
+def event_time_lag_ms(cfg: Config, job_id: str, sources: list[str]) -> int | None:
+    """The job's event-time lag: the largest ``watermarkLag`` (wall clock minus the last
+    watermark, Flink's own JVM gauge on every source reader) over its source subtasks; None
+    before any source has a watermark."""
+    from payline.stack import flink_rest
+
+    worst = None
+    for v in sources:
+        base = f"/jobs/{job_id}/vertices/{v}/subtasks/metrics"
+        ids = [m["id"] for m in flink_rest(cfg, base) or []
+               if m["id"].endswith(".watermarkLag")]
+        if not ids:
+            continue
+        for m in flink_rest(cfg, f"{base}?get={','.join(ids)}&agg=max") or []:
+            lag = m.get("max")
+            if lag is not None and 0 <= lag < _NO_WATERMARK_YET_MS:
+                worst = int(lag) if worst is None else max(worst, int(lag))
+    return worst
+
+
 def job_status(cfg: Config, job_id: str, name: str) -> dict:
     """What an operator asks of a running job: its version, uptime, last checkpoint,
-    restarts, records in/out per second, the consumer lag of its source topics."""
+    restarts, records in/out per second, the event-time lag, the consumer lag of its source
+    topics."""
     from payline.stack import flink_rest
 
     info = flink_rest(cfg, f"/jobs/{job_id}") or {}
@@ -712,6 +737,7 @@ def job_status(cfg: Config, job_id: str, name: str) -> dict:
 
     out["records_in_per_s"] = rate(sources, "numRecordsOutPerSecond")
     out["records_out_per_s"] = rate(sinks, "numRecordsInPerSecond")
+    out["event_time_lag_ms"] = event_time_lag_ms(cfg, job_id, sources)
     found = _group_and_topics(cfg, name)
     if found:
         group, topics = found

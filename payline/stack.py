@@ -765,7 +765,9 @@ def format_status(st: dict) -> str:
                 lines.append(
                     f"         version {j.get('version') or 'unreleased (payline submit)'}, "
                     f"up {j.get('uptime_s', 0):.0f} s, restarts {j.get('restarts')}, "
-                    f"in {j.get('records_in_per_s')}/s, out {j.get('records_out_per_s')}/s")
+                    f"in {j.get('records_in_per_s')}/s, out {j.get('records_out_per_s')}/s, "
+                    + ("no watermark yet" if j.get("event_time_lag_ms") is None else
+                       f"event-time lag {j['event_time_lag_ms'] / 1000:,.1f} s"))
                 lines.append(
                     "         last checkpoint "
                     + (f"{cp['age_s']:.0f} s ago, {cp['size_bytes'] or 0:,} B, "

@@ -40,7 +40,6 @@ start and then finishes (tests, backfills); ``--starting-offsets earliest|commit
 from __future__ import annotations
 
 import sys
-import time
 
 from pyflink.common import Row, Types
 from pyflink.datastream import (
@@ -82,8 +81,12 @@ class CountOutputs(ProcessFunction):
     aggregate plus each late one: a transaction is counted when its window closes.
 
     Counters ``payline.accepted``, ``payline.duplicates``, ``payline.late``,
-    ``payline.error_class.<CLASS>.dlq``; gauge ``payline.event_time_lag_ms`` = wall clock
-    (monitoring only) minus the watermark."""
+    ``payline.error_class.<CLASS>.dlq``. No Python gauge: in thread mode Flink's metric
+    reporter thread calls a gauge's Python function itself, and that call crashed a
+    TaskManager (SIGSEGV in ``take_gil``) while the task thread shut Python down around an
+    upgrade. The event-time lag is the source operator's JVM gauge ``watermarkLag`` (wall
+    clock minus the source's last watermark), which ``payline status`` shows as
+    ``event_time_lag_ms``."""
 
     def __init__(self, tags: dict):
         self.tags = tags
@@ -95,14 +98,8 @@ class CountOutputs(ProcessFunction):
         self.late = group.counter("late")
         self.dlq = {cls: group.add_group("error_class", cls).counter("dlq")
                     for cls in ERROR_CLASSES}
-        self.watermark_ms = None
-        group.gauge("event_time_lag_ms", lambda: int(
-            time.time() * 1000 - self.watermark_ms) if self.watermark_ms else 0)
 
     def process_element(self, row, ctx: ProcessFunction.Context):
-        watermark = ctx.timer_service().current_watermark()
-        if watermark > 0:
-            self.watermark_ms = watermark
         kind = row["kind"]
         if kind == "duplicate":
             self.duplicates.inc()
