@@ -7,7 +7,7 @@ consumers drop redelivered copies by it) and, exactly once, bad ``payments.accou
 ``payments.dlq``. Semantics: ``udfs.fraud`` (CONTRACT.md §2, §5).
 
 Why it reads the raw topic and not the transactions job's output: the only accepted stream
-would be an exactly-once topic, visible to ``read_committed`` readers one checkpoint (10 s)
+would be an exactly-once topic, visible to ``read_committed`` readers one checkpoint (5 s)
 later, far above the alert-latency budget. So this job decides accepted / duplicate / late with
 the same SQL as the transactions job (``jobs.streaming.txn_sql``, from ``udfs/``) and keeps
 its own dedup state.
