@@ -75,7 +75,7 @@ from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor, Va
 from pyflink.table import DataTypes, StreamTableEnvironment
 from pyflink.table.udf import ScalarFunction, udf
 
-from jobs.streaming import FRAUD_JOB_NAME
+from jobs.streaming import ACCOUNTS_TABLE, FRAUD_JOB_NAME
 from jobs.streaming.txn_sql import (
     configure_tables,
     create_routed_view,
@@ -137,7 +137,7 @@ def accounts_ddl(cfg, args) -> str:
     valid_from = json_epoch_ms_sql("valid_from_ms")
     startup = "'scan.startup.mode' = 'earliest-offset',"
     return f"""
-    CREATE TEMPORARY TABLE raw_accounts (
+    CREATE TEMPORARY TABLE {ACCOUNTS_TABLE} (
       `key` BYTES,
       `value` BYTES,
       `partition` INT METADATA VIRTUAL,
@@ -461,7 +461,7 @@ def main(argv=None) -> None:
     t_env.execute_sql(source_ddl(cfg, args))
     t_env.execute_sql(accounts_ddl(cfg, args))
     sinks = create_sinks(t_env, cfg)
-    statements = build_pipeline(t_env, "raw_transactions", "raw_accounts", sinks, cfg)
+    statements = build_pipeline(t_env, "raw_transactions", ACCOUNTS_TABLE, sinks, cfg)
     statements.attach_as_datastream()
     handoff.execute(env, JOB_NAME)  # env.execute, or later under a prepared upgrade
 
