@@ -185,9 +185,12 @@ class RuleState:
 
 
 def step(state: RuleState, txn: dict, profile: Profile,
-         params: FraudParams = DEFAULT_PARAMS) -> list[Alert]:
+         params: FraudParams = DEFAULT_PARAMS, silenced: list | None = None) -> list[Alert]:
     """Feed one accepted, on-time transaction (the next in :func:`order_key` order for its
     account) to the ordered rules; updates ``state``; returns its alerts, high severity first.
+
+    ``silenced``: when given, the VELOCITY alert that only the silence held back is appended
+    to it (the reconciliation asks what a side whose silence ended elsewhere would have seen).
     """
     t, txn_id, kind, amount = (txn["event_time_ms"], txn["txn_id"], txn["kind"],
                                txn["amount_cents"])
@@ -214,11 +217,16 @@ def step(state: RuleState, txn: dict, profile: Profile,
 
     recent.append((t, txn_id, kind, amount))
     in_window = [r for r in recent if t - r[0] < params.velocity_window_ms]
-    if len(in_window) >= params.velocity_count and (
-            state.silent_until_ms is None or t >= state.silent_until_ms):
-        alerts.append(Alert(VELOCITY, account, tuple(r[1] for r in in_window), t, {
-            "count": len(in_window), "window_ms": params.velocity_window_ms}))
-        state.silent_until_ms = t + params.velocity_silence_ms
+    if len(in_window) >= params.velocity_count:
+        fires = state.silent_until_ms is None or t >= state.silent_until_ms
+        if fires or silenced is not None:
+            velocity = Alert(VELOCITY, account, tuple(r[1] for r in in_window), t, {
+                "count": len(in_window), "window_ms": params.velocity_window_ms})
+            if fires:
+                alerts.append(velocity)
+                state.silent_until_ms = t + params.velocity_silence_ms
+            else:
+                silenced.append(velocity)
 
     state.recent = recent
     return alerts
@@ -255,14 +263,16 @@ def advance(state: RuleState, pending: list[dict], versions: dict[int, Profile] 
 
 def alerts_of(txns, profiles: dict[str, dict[int, Profile]] | None = None,
               params: FraudParams = DEFAULT_PARAMS,
-              states: dict[str, RuleState] | None = None) -> list[Alert]:
+              states: dict[str, RuleState] | None = None,
+              silenced: list | None = None) -> list[Alert]:
     """Every alert of a set of accepted, on-time transactions (the batch replay, and the
     reference the tests hold the job to): LARGE_AMOUNT per transaction, the ordered rules per
     account in :func:`order_key` order.
 
     ``states``: the accounts' rule states before these transactions (the state at the end of
     the previous interval, for a batch that runs interval by interval); updated in place, so
-    afterwards it holds the state after them. Without it every account starts empty."""
+    afterwards it holds the state after them. Without it every account starts empty.
+    ``silenced``: as for :func:`step`."""
     profiles = profiles or {}
     states = {} if states is None else states
     by_account: dict[str, list[dict]] = {}
@@ -276,7 +286,7 @@ def alerts_of(txns, profiles: dict[str, dict[int, Profile]] | None = None,
         state = states.setdefault(account, RuleState())
         for txn in sorted(account_txns, key=order_key):
             out += step(state, txn, applicable_profile(profiles.get(account),
-                                                       txn["event_time_ms"]), params)
+                                                       txn["event_time_ms"]), params, silenced)
     return out
 
 

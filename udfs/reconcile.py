@@ -94,3 +94,44 @@ def classify_alert(in_stream: bool, in_batch: bool, order_dependent: bool,
 
 def classify_count(stream: int, batch: int) -> str:
     return MATCH if stream == batch else VALUE_MISMATCH
+
+
+def follow_velocity_silence(alerts: list[dict], silence_ms: int) -> dict[str, str]:
+    """One account's VELOCITY alerts on one side only that follow, through the silence, from
+    an explained difference before them: ``{alert_id: class}`` for those, each with the class
+    of the alert it follows from.
+
+    A VELOCITY firing silences the account for ``silence_ms`` of event time, so once one firing
+    differs (a transaction behind the watermark, a cross-partition duplicate), each side's
+    silence ends somewhere else and a busy account's later firings differ too, minute after
+    minute, beyond any fixed reach. Each such difference is proven, not assumed:
+
+    * on the batch side only, at t: the stream's previous firing is on the stream side only,
+      explained, and silences t (t < its event time + ``silence_ms``);
+    * on the stream side only, at t: the batch computed exactly this alert (same
+      transactions, so the same id) and held it back by its silence only (``silenced``), and
+      the batch's previous firing, on the batch side only and explained, silences t.
+
+    ``alerts``: dicts with ``alert_id``, ``event_time_ms``, ``in_stream``, ``in_batch``,
+    ``reconciliation_class`` (from :func:`classify_alert`) and ``silenced`` (the batch's replay
+    held this alert_id back by its silence)."""
+    order = sorted(alerts, key=lambda a: (a["event_time_ms"], a["alert_id"]))
+    cls = {a["alert_id"]: a["reconciliation_class"] for a in order}
+    firings = {True: [], False: []}  # stream side, batch side: earlier alerts, in order
+    found = {}
+    for a in order:
+        t = a["event_time_ms"]
+        if cls[a["alert_id"]] in UNEXPLAINED and a["in_stream"] != a["in_batch"]:
+            # the other side's last firing strictly before t
+            before = [b for b in firings[not a["in_stream"]] if b["event_time_ms"] < t]
+            cause = before[-1] if before else None
+            if (cause is not None and (a["in_batch"] or a.get("silenced"))
+                    and cause["in_stream"] != cause["in_batch"]
+                    and t < cause["event_time_ms"] + silence_ms
+                    and cls[cause["alert_id"]] not in (MATCH, *UNEXPLAINED)):
+                cls[a["alert_id"]] = found[a["alert_id"]] = cls[cause["alert_id"]]
+        if a["in_stream"]:
+            firings[True].append(a)
+        if a["in_batch"]:
+            firings[False].append(a)
+    return found

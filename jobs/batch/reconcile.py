@@ -168,10 +168,12 @@ ALERT_OUTPUT = ("kind STRING, alert_id STRING, rule STRING, account_id STRING, "
 
 
 def alerts_sorted(profiles: dict, params: fraud.FraudParams, states: dict[str, str],
-                  end_ms: int):
+                  end_ms: int, stream_velocity: frozenset = frozenset()):
     """Over accepted on-time rows sorted by account: every alert (udfs.fraud.alerts_of),
     continuing from the account's rule state at the start (``states``: JSON by account), and
-    the account's rule state at ``end_ms`` (rows of kind "state")."""
+    the account's rule state at ``end_ms`` (rows of kind "state"). Rows of kind "silenced":
+    the VELOCITY alerts of ``stream_velocity`` (alert_ids the stream raised) that the batch
+    computed too but held back by its silence only."""
     columns = ["kind", "alert_id", "rule", "account_id", "txn_ids", "event_time_ms", "state"]
 
     def run(frames):
@@ -179,10 +181,14 @@ def alerts_sorted(profiles: dict, params: fraud.FraudParams, states: dict[str, s
         for account, txns in groups_across_batches(frames, "account_id"):
             start = states.get(account)
             state = fraud.state_from_json(start) if start else fraud.RuleState()
+            silenced = []
             for a in fraud.alerts_of(txns, {account: profiles.get(account, {})}, params,
-                                     {account: state}):
+                                     {account: state}, silenced):
                 out.append(("alert", a.alert_id, a.rule, a.account_id, ",".join(a.txn_ids),
                             int(a.event_time_ms), None))
+            out.extend(("silenced", a.alert_id, a.rule, a.account_id, None,
+                        int(a.event_time_ms), None)
+                       for a in silenced if a.alert_id in stream_velocity)
             at_end = state_at(state, end_ms, params)
             if at_end is not None:
                 out.append(("state", None, None, account, None, None, at_end))
@@ -231,6 +237,60 @@ def write_rule_state(cfg, at_ms: int, states: dict[str, str]) -> None:
                              "state": pa.array([states[a] for a in accounts], pa.string())}),
                    tmp, compression="zstd")
     os.replace(tmp, path)
+
+
+def follow_velocity_silence(spark, cfg, alerts, replayed, start_ms: int):
+    """``alerts`` with the VELOCITY differences that follow through the silence from an
+    explained one (udfs.reconcile.follow_velocity_silence) classed as that one. The chain may
+    start in the previous interval: its run's classes are read from its results."""
+    from pyspark.sql import functions as F
+
+    velocity = alerts.where(F.col("rule") == fraud.VELOCITY)
+    accounts = [r[0] for r in velocity.where(
+        F.col("reconciliation_class").isin(*reconcile.UNEXPLAINED))
+        .select("account_id").distinct().collect()]
+    if not accounts:
+        return alerts
+    fields = ["alert_id", "account_id", "event_time_ms", "in_stream", "in_batch",
+              "reconciliation_class"]
+    silenced = {r[0] for r in replayed.where(F.col("kind") == "silenced")
+                .where(F.col("account_id").isin(accounts)).select("alert_id").collect()}
+    by_account: dict[str, list[dict]] = {}
+    for r in velocity.where(F.col("account_id").isin(accounts)).select(*fields).collect():
+        by_account.setdefault(r["account_id"], []).append(
+            {**r.asDict(), "silenced": r["alert_id"] in silenced})
+    for r in previous_velocity_alerts(cfg, start_ms, accounts):
+        by_account.setdefault(r["account_id"], []).append({**r, "silenced": False})
+    found = {}
+    for rows in by_account.values():
+        found.update(reconcile.follow_velocity_silence(rows, cfg.fraud.params()
+                                                       .velocity_silence_ms))
+    if not found:
+        return alerts
+    chained = spark.createDataFrame(list(found.items()),
+                                    "alert_id STRING, chained_class STRING")
+    return (alerts.join(F.broadcast(chained), "alert_id", "left")
+            .withColumn("reconciliation_class",
+                        F.coalesce("chained_class", "reconciliation_class"))
+            .drop("chained_class"))
+
+
+def previous_velocity_alerts(cfg, start_ms: int, accounts: list[str]) -> list[dict]:
+    """The VELOCITY alerts of ``accounts`` as the run of the interval that ended at
+    ``start_ms`` classed them (none when that run left no results)."""
+    import pyarrow.dataset as ds
+
+    root = cfg.paths.data_dir / "reconciliation"
+    paths = [p / "alerts.parquet" for p in root.glob(f"interval=*_{start_ms}")
+             if (p / "alerts.parquet").is_file()]
+    if not paths:
+        return []
+    fields = ["alert_id", "account_id", "event_time_ms", "in_stream", "in_batch",
+              "reconciliation_class"]
+    table = ds.dataset(paths, format="parquet").to_table(
+        columns=fields, filter=(ds.field("rule") == fraud.VELOCITY)
+        & ds.field("account_id").isin(accounts))
+    return table.to_pylist()
 
 
 def classify_batches(window_ms: int):
@@ -404,9 +464,13 @@ def build(spark, cfg, start_ms: int, end_ms: int) -> dict:
     late_ids = late_all.select("txn_id").distinct()
     on_time = (wide.where(F.col("outcome") == semantics.ACCEPTED)
                .join(late_ids, "txn_id", "left_anti"))
+    alert_scope = in_interval(window_start_of("event_time_ms", w))  # the alert's window
+    stream_velocity = frozenset(r[0] for r in stream_alerts.where(
+        alert_scope & (F.col("rule") == fraud.VELOCITY)).select("alert_id").distinct().collect())
     replayed = (on_time.repartition("account_id")
                 .sortWithinPartitions("account_id", "event_time_ms", "txn_id")
-                .mapInPandas(alerts_sorted(profiles, params, states_in or {}, end_ms),
+                .mapInPandas(alerts_sorted(profiles, params, states_in or {}, end_ms,
+                                           stream_velocity),
                              ALERT_OUTPUT).cache())
     batch_alerts = replayed.where(F.col("kind") == "alert")
     states_out = dict(replayed.where(F.col("kind") == "state")
@@ -416,7 +480,6 @@ def build(spark, cfg, start_ms: int, end_ms: int) -> dict:
             at_end = state_at(fraud.state_from_json(text), end_ms, params)
             if at_end is not None:
                 states_out[account] = at_end
-    alert_scope = in_interval(window_start_of("event_time_ms", w))  # the alert's window
     cross_ids = wide.where("cross_partition").select("txn_id").distinct()
     b = batch_alerts.where(alert_scope).select("alert_id", "rule", "account_id", "txn_ids",
                                                "event_time_ms", F.lit(True).alias("in_batch"))
@@ -452,7 +515,8 @@ def build(spark, cfg, start_ms: int, end_ms: int) -> dict:
     classify_alert = F.udf(lambda s_, b_, o_, l_: reconcile.classify_alert(s_, b_, o_, l_),
                            "string")
     alerts = alerts.withColumn("reconciliation_class", classify_alert(
-        "in_stream", "in_batch", "order_dependent", "late_dependent"))
+        "in_stream", "in_batch", "order_dependent", "late_dependent")).cache()
+    alerts = follow_velocity_silence(spark, cfg, alerts, replayed, start_ms)
 
     # DLQ counts per error class, over the raw records in scope
     scope = (deduped.select("partition", "offset", "outcome")

@@ -281,29 +281,6 @@ def test_spark_submit_runs_the_job_from_the_py_files_zip_alone(tmp_path):
     assert (work / "reports" / "20260101T000000Z_20260101T000500Z" / "index.html").is_file()
 
 
-def test_consecutive_intervals_carry_the_rule_state_across_their_boundary(spark, tmp_path):
-    """A busy account whose VELOCITY alerts chain across the boundary of two runs: the second
-    run continues from the state the first one left, and both reconcile exactly."""
-    cfg = cfg_for(tmp_path)
-    hot = [txn(f"h{i:02d}", "a9", 500, i * 4000) for i in range(60)]  # 15 a minute, 4 min
-    write_topic(cfg.paths.raw_dir, TOPICS.transactions, [(0, b"a9", enc(t)) for t in hot])
-    aggs = semantics.aggregate(hot, W)
-    write_topic(cfg.paths.raw_dir, TOPICS.aggregates,
-                [(0, k.encode(), enc(a.as_dict())) for k, a in sorted(aggs.items())],
-                ts=T0 + 300_000)
-    alerts = fraud.alerts_of(hot)
-    assert sum(a.rule == "VELOCITY" for a in alerts) >= 3
-    write_topic(cfg.paths.raw_dir, TOPICS.alerts,
-                [(0, b"a9", a.record(T0).encode()) for a in alerts], ts=T0 + 300_000)
-    first = job.run(cfg, T0, T0 + 2 * W, spark)["summary"]
-    assert first["alert_state"] == {"continued_from_snapshot": False,
-                                    "replayed_from_ms": T0 - cfg.batch.lookback_ms}
-    second = job.run(cfg, T0 + 2 * W, T0 + 5 * W, spark)["summary"]
-    assert second["alert_state"]["continued_from_snapshot"] is True
-    assert first["unexplained"] == second["unexplained"] == 0
-    assert first["alerts"]["MATCH"] + second["alerts"]["MATCH"] == len(alerts)
-
-
 @pytest.mark.parametrize("named", [True, False], ids=["named-by-the-stream", "not-named"])
 def test_an_order_the_stream_could_not_keep_is_explained_when_the_stream_names_it(
         spark, tmp_path, named):
@@ -342,3 +319,51 @@ def test_an_order_the_stream_could_not_keep_is_explained_when_the_stream_names_i
         assert got[alert.alert_id] == reconcile.EXTRA_IN_STREAM
         assert got[batch_alert.alert_id] == reconcile.MISSING_IN_STREAM
         assert results["summary"]["unexplained"] == 2
+
+
+def test_consecutive_intervals_carry_the_rule_state_and_follow_a_velocity_chain(
+        spark, tmp_path):
+    """A busy account fires VELOCITY once a minute, a chain across the boundary of two runs:
+    the second continues from the rule state the first one left. One transaction reached the
+    fraud job behind its watermark, so the stream's first firing differs from the batch's, and
+    then every later one: the silences end elsewhere. Alerts within reach of the behind
+    transaction are explained by it; the ones after are followed through the silence, across
+    the boundary (the second run reads the first one's classes)."""
+    cfg = cfg_for(tmp_path)
+    hot = [txn(f"h{i:03d}", "a9", 100, i * 4000) for i in range(180)]  # 15 a minute, 12 min
+    behind = hot[2]
+    arrivals = hot[:2] + hot[3:11] + [behind] + hot[11:]
+    write_topic(cfg.paths.raw_dir, TOPICS.transactions, [(0, b"a9", enc(t)) for t in arrivals])
+    write_topic(cfg.paths.raw_dir, TOPICS.aggregates,
+                [(0, k.encode(), enc(a.as_dict()))
+                 for k, a in sorted(semantics.aggregate(hot, W).items())], ts=T0 + 800_000)
+    state, streamed = fraud.RuleState(), []
+    for t in arrivals:
+        for a in fraud.step(state, t, fraud.NO_PROFILE):
+            near = abs(a.event_time_ms - behind["event_time_ms"]) <= fraud.DEFAULT_PARAMS.reach_ms
+            streamed.append(fraud.Alert(a.rule, a.account_id, a.txn_ids, a.event_time_ms,
+                                        {**a.details, fraud.BEHIND_KEY: [behind["txn_id"]]}
+                                        if near else a.details))
+    write_topic(cfg.paths.raw_dir, TOPICS.alerts,
+                [(0, b"a9", a.record(T0).encode()) for a in streamed], ts=T0 + 800_000)
+    batch = fraud.alerts_of(hot)
+    one_sided = {a.alert_id for a in streamed} ^ {a.alert_id for a in batch}
+    assert len(one_sided) == 24  # every firing differs, for 12 minutes
+
+    first = job.run(cfg, T0, T0 + 5 * W, spark)
+    assert first["summary"]["alert_state"] == {"continued_from_snapshot": False,
+                                               "replayed_from_ms": T0 - cfg.batch.lookback_ms}
+    second = job.run(cfg, T0 + 5 * W, T0 + 12 * W, spark)
+    assert second["summary"]["alert_state"]["continued_from_snapshot"] is True
+    got = {**classes(first["out_dir"], "alerts"), **classes(second["out_dir"], "alerts")}
+    assert first["summary"]["unexplained"] == second["summary"]["unexplained"] == 0
+    assert {got[a] for a in one_sided} == {reconcile.EXPLAINED_LATE}
+    beyond = [a for a in streamed + batch if a.alert_id in one_sided
+              and a.event_time_ms - behind["event_time_ms"] > fraud.DEFAULT_PARAMS.reach_ms
+              and a.event_time_ms >= T0 + 5 * W]
+    assert len(beyond) >= 10  # explained through the chain alone, in the second run
+
+    # without the first run's results the second cannot trace the chain to its root
+    (first["out_dir"] / "alerts.parquet").unlink()
+    again = job.run(cfg, T0 + 5 * W, T0 + 12 * W, spark)
+    assert again["summary"]["unexplained"] == len(beyond)

@@ -84,6 +84,17 @@ def test_velocity_is_silent_until_sixty_seconds_after_it_fired():
     assert alerts[1].txn_ids[-1] == late_enough["txn_id"]
 
 
+def test_step_reports_the_velocity_alert_that_only_the_silence_held_back():
+    burst = [txn(i * 1000) for i in range(12)]            # fires at the 10th, silent after
+    silenced = []
+    alerts = f.alerts_of(burst, silenced=silenced)
+    assert rules(alerts) == [("VELOCITY", tuple(t["txn_id"] for t in burst[:10]))]
+    # what an unsilenced account would have raised at the 11th and 12th transactions
+    assert rules(silenced) == [("VELOCITY", tuple(t["txn_id"] for t in burst[:k]))
+                               for k in (11, 12)]
+    assert f.alerts_of(burst) == alerts                   # asking changes nothing
+
+
 # --- SMALL_THEN_LARGE --------------------------------------------------------------------------
 
 
