@@ -239,6 +239,11 @@ def write_rule_state(cfg, at_ms: int, states: dict[str, str]) -> None:
     os.replace(tmp, path)
 
 
+# what the silence chain needs of a classified alert (udfs.reconcile.follow_velocity_silence)
+CHAIN_FIELDS = ["alert_id", "account_id", "event_time_ms", "in_stream", "in_batch",
+                "reconciliation_class"]
+
+
 def follow_velocity_silence(spark, cfg, alerts, replayed, start_ms: int):
     """``alerts`` with the VELOCITY differences that follow through the silence from an
     explained one (udfs.reconcile.follow_velocity_silence) classed as that one. The chain may
@@ -251,20 +256,18 @@ def follow_velocity_silence(spark, cfg, alerts, replayed, start_ms: int):
         .select("account_id").distinct().collect()]
     if not accounts:
         return alerts
-    fields = ["alert_id", "account_id", "event_time_ms", "in_stream", "in_batch",
-              "reconciliation_class"]
     silenced = {r[0] for r in replayed.where(F.col("kind") == "silenced")
                 .where(F.col("account_id").isin(accounts)).select("alert_id").collect()}
     by_account: dict[str, list[dict]] = {}
-    for r in velocity.where(F.col("account_id").isin(accounts)).select(*fields).collect():
+    for r in velocity.where(F.col("account_id").isin(accounts)).select(*CHAIN_FIELDS).collect():
         by_account.setdefault(r["account_id"], []).append(
             {**r.asDict(), "silenced": r["alert_id"] in silenced})
     for r in previous_velocity_alerts(cfg, start_ms, accounts):
         by_account.setdefault(r["account_id"], []).append({**r, "silenced": False})
+    silence_ms = cfg.fraud.params().velocity_silence_ms
     found = {}
     for rows in by_account.values():
-        found.update(reconcile.follow_velocity_silence(rows, cfg.fraud.params()
-                                                       .velocity_silence_ms))
+        found.update(reconcile.follow_velocity_silence(rows, silence_ms))
     if not found:
         return alerts
     chained = spark.createDataFrame(list(found.items()),
@@ -285,10 +288,8 @@ def previous_velocity_alerts(cfg, start_ms: int, accounts: list[str]) -> list[di
              if (p / "alerts.parquet").is_file()]
     if not paths:
         return []
-    fields = ["alert_id", "account_id", "event_time_ms", "in_stream", "in_batch",
-              "reconciliation_class"]
     table = ds.dataset(paths, format="parquet").to_table(
-        columns=fields, filter=(ds.field("rule") == fraud.VELOCITY)
+        columns=CHAIN_FIELDS, filter=(ds.field("rule") == fraud.VELOCITY)
         & ds.field("account_id").isin(accounts))
     return table.to_pylist()
 
