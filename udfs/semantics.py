@@ -40,6 +40,26 @@ def dedup_decision(first: tuple[str, int] | None, txn: dict, horizon_ms: int) ->
     return DUPLICATE if first_fingerprint == fingerprint(txn) else CONFLICTING_DUPLICATE
 
 
+def fingerprint_sql() -> str:
+    """:func:`fingerprint` as SQL over the nine field columns (Flink SQL and Spark SQL alike:
+    a BIGINT cast to STRING gives the same digits as Python's ``str``)."""
+    return f"CONCAT_WS('{FINGERPRINT_SEPARATOR}', " + ", ".join(
+        f"CAST({n} AS STRING)" if n in ("amount_cents", "event_time_ms") else n
+        for n in FIELD_NAMES) + ")"
+
+
+def dedup_decision_sql(horizon_ms: int, copies: str, first_fingerprint: str,
+                       first_event_time_ms: str, fingerprint_column: str = "fingerprint") -> str:
+    """:func:`dedup_decision` as a SQL CASE for a valid record (Flink SQL and Spark SQL alike).
+    ``copies`` is the number of valid copies of its txn_id up to and including it in
+    processing order; the ``first_*`` columns are the first copy's."""
+    return (f"CASE WHEN {copies} = 1"
+            f" OR ABS(event_time_ms - {first_event_time_ms}) >= {horizon_ms}"
+            f" THEN '{ACCEPTED}'"
+            f" WHEN {fingerprint_column} = {first_fingerprint} THEN '{DUPLICATE}'"
+            f" ELSE '{CONFLICTING_DUPLICATE}' END")
+
+
 # --- windows and lateness (§4) -----------------------------------------------------------------
 
 

@@ -6,8 +6,10 @@ For the windows whose start lies in [--start, --end):
 1. reads the raw log (§6) of ``payments.transactions`` and ``payments.accounts``, by arrival
    hour from ``start - batch.lookback_ms`` (earlier copies of a txn_id: the dedup horizon) to
    ``end + batch.lookahead_ms`` (late arrivals);
-2. recomputes with ``udfs/``: validation and error classes (``udfs.contract.validate``), dedup
-   in (partition, offset) order (``udfs.semantics.dedup_decision``), the windows, and the fraud
+2. recomputes with ``udfs/``: validation and error classes (``udfs.contract.validate``; the
+   common valid shape in the JVM with ``udfs.contract.CANONICAL_PATTERN``), dedup in
+   (partition, offset) order (``udfs.semantics.dedup_decision``, as its SQL
+   ``dedup_decision_sql``), the windows, and the fraud
    rules' alerts (``udfs.fraud.alerts_of``) of the accepted transactions the stream did not
    route to late, continuing from the rule state the previous interval's run left
    (``rule_state/at=<start>.parquet``; without it, replaying ``batch.lookback_ms`` first);
@@ -107,44 +109,19 @@ def interval_of(args, cfg) -> tuple[int, int]:
 
 
 def validate_batches(rules):
-    def run(frames):
-        for df in frames:
-            rows = []
-            for value in df["value"]:
-                v = contract.validate(value, rules)
-                if v.ok:
-                    t = v.txn
-                    rows.append((None, None, *(t[n] for n in contract.FIELD_NAMES)))
-                else:
-                    rows.append((v.error_class, v.error) + (None,) * len(contract.FIELD_NAMES))
-            out = pd.DataFrame(rows, columns=list(TXN_COLUMNS))
-            out.insert(0, "timestamp_ms", df["timestamp_ms"].values)
-            out.insert(0, "offset", df["offset"].values)
-            out.insert(0, "partition", df["partition"].values)
-            yield out
-    return run
+    """Over Arrow batches of raw records: ``udfs.contract.validate_arrow`` (the common valid
+    shape vectorised, every other record through ``validate``), with each record's position."""
+    def run(batches):
+        import pyarrow as pa
 
-
-def dedup_sorted(horizon_ms: int):
-    """Over valid rows sorted by (txn_id, partition, offset): the dedup outcome of each, and
-    whether its txn_id came on more than one partition (``cross_partition``: which copy is
-    first then depends on how the stream interleaved the partitions, §3)."""
-    def run(frames):
-        out = []
-        for _, rows in groups_across_batches(frames, "txn_id"):
-            cross = len({r["partition"] for r in rows}) > 1
-            first = None
-            for r in rows:
-                r["outcome"] = semantics.dedup_decision(first, r, horizon_ms)
-                r["cross_partition"] = cross
-                if first is None:
-                    first = (semantics.fingerprint(r), r["event_time_ms"])
-                out.append(r)
-            if len(out) >= 10_000:
-                yield pd.DataFrame(out)
-                out = []
-        if out:
-            yield pd.DataFrame(out)
+        for batch in batches:
+            checked = contract.validate_arrow(batch.column("value"), rules)
+            source = pa.Table.from_batches([batch]).select(
+                ["partition", "offset", "timestamp_ms"]).take(checked.column("row"))
+            out = pa.Table.from_arrays(
+                source.columns + checked.drop_columns(["row"]).columns,
+                names=source.column_names + list(TXN_COLUMNS))
+            yield from out.to_batches()
     return run
 
 
@@ -347,6 +324,34 @@ def between(column, start_ms: int, end_ms: int):
     return (column >= start_ms) & (column < end_ms)
 
 
+def validated(raw, rules: contract.Rules):
+    """The raw records with ``udfs.contract``'s verdict (SPARK_TXN_SCHEMA), over Arrow batches
+    (``validate_batches``)."""
+    return (raw.select("partition", "offset", "timestamp_ms", "value")
+            .mapInArrow(validate_batches(rules), SPARK_TXN_SCHEMA))
+
+
+def dedup(valid, horizon_ms: int):
+    """``udfs.semantics.dedup_decision`` over valid rows, as SQL (``dedup_decision_sql``):
+    processing order is (partition, offset) within a txn_id. ``cross_partition``: its copies
+    came on more than one partition, so which copy is first depends on how the stream
+    interleaved the partitions (§3)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    ordered = Window.partitionBy("txn_id").orderBy("partition", "offset")
+    whole = ordered.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
+    return (valid.withColumn("fingerprint", F.expr(semantics.fingerprint_sql()))
+            .withColumn("copies", F.row_number().over(ordered))
+            .withColumn("first_fingerprint", F.first("fingerprint").over(ordered))
+            .withColumn("first_event_time_ms", F.first("event_time_ms").over(ordered))
+            .withColumn("cross_partition",
+                        F.min("partition").over(whole) != F.max("partition").over(whole))
+            .withColumn("outcome", F.expr(semantics.dedup_decision_sql(
+                horizon_ms, "copies", "first_fingerprint", "first_event_time_ms")))
+            .drop("fingerprint", "copies", "first_fingerprint", "first_event_time_ms"))
+
+
 def recompute(spark, cfg, start_ms: int, end_ms: int, replay_from: int) -> dict:
     """The batch side, lazily: the raw transactions validated (``checked``), deduplicated with
     their windows from ``replay_from`` (``wide``) and within the interval (``deduped``), the
@@ -362,13 +367,9 @@ def recompute(spark, cfg, start_ms: int, end_ms: int, replay_from: int) -> dict:
     if raw is None:
         raise UsageError(f"no raw log of {t.transactions} under {cfg.paths.raw_dir}")
 
-    rules = config_mod.contract_rules(cfg)
     # validated once: the valid rows feed the dedup, the invalid ones the DLQ counts
-    checked = raw.mapInPandas(validate_batches(rules), SPARK_TXN_SCHEMA).cache()
-    valid = checked.where("error_class IS NULL")
-    deduped = (valid.repartition("txn_id").sortWithinPartitions("txn_id", "partition", "offset")
-               .mapInPandas(dedup_sorted(cfg.contract.dedup_horizon_ms),
-                            f"{SPARK_TXN_SCHEMA}, cross_partition BOOLEAN, outcome STRING"))
+    checked = validated(raw, config_mod.contract_rules(cfg)).cache()
+    deduped = dedup(checked.where("error_class IS NULL"), cfg.contract.dedup_horizon_ms)
     wide = (deduped.withColumn("window_start_ms", window_start_of("event_time_ms", w))
             .where(between(F.col("window_start_ms"), replay_from, end_ms)).cache())
     deduped = wide.where(between(F.col("window_start_ms"), start_ms, end_ms))

@@ -14,7 +14,7 @@ import pytest
 from jobs.batch import quality
 from jobs.batch import reconcile as job
 from payline import archiver, config
-from udfs import fraud, reconcile, semantics
+from udfs import contract, fraud, reconcile, semantics
 
 pytestmark = pytest.mark.spark
 
@@ -116,6 +116,60 @@ def classes(out_dir: Path, table: str) -> dict:
         return {(r["account_id"], r["window_start_ms"]): r["reconciliation_class"]
                 for r in rows}
     return {r["alert_id"]: r["reconciliation_class"] for r in rows}
+
+
+def test_the_jvm_fast_path_and_the_sql_dedup_decide_as_the_shared_functions(spark):
+    """job.validated (canonical shape in the JVM, the rest through contract.validate) and
+    job.dedup (dedup_decision_sql) against the Python functions, record for record, over
+    canonical, non-canonical and invalid encodings and repeated txn_ids."""
+    base = txn("f1", "a1", 100, 1000)
+    values = [
+        enc(base), json.dumps(base).encode(),                      # canonical / spaced
+        enc({**base, "txn_id": "f2", "currency": "XXX"}),          # canonical shape, bad value
+        enc({**base, "txn_id": "f3", "amount_cents": 0}),
+        enc({**base, "txn_id": "f4", "amount_cents": 10**12 + 1}),
+        enc({**base, "txn_id": "f5", "event_time_ms": 4102444800000}),
+        enc({**base, "txn_id": "f6", "amount_cents": -3}),
+        enc(base) + b"\n", enc(base).replace(b'"f1"', b'"f\\u0031"'),  # JSON, not canonical
+        enc({**base, "amount_cents": 101}),                        # conflicting copy
+        enc({**base, "event_time_ms": base["event_time_ms"] + 86_400_000}),  # a horizon away
+        enc({**base, "txn_id": "f7", "channel": "fax"}), b"\xff" + enc(base), None,
+        enc({**base, "txn_id": "t" * 65}), enc({**base, "txn_id": "f8", "country": "D\u00c9"}),
+        enc({**base, "txn_id": "f9"}),
+    ]
+    rows = [(i % 2, i, T0, v) for i, v in enumerate(values)]
+    raw = spark.createDataFrame(rows, "partition INT, offset LONG, timestamp_ms LONG, "
+                                      "value BINARY")
+    rules = contract.Rules()
+    got = {r["offset"]: r.asDict() for r in job.validated(raw, rules).collect()}
+    assert sorted(got) == list(range(len(values)))
+    for _, offset, _, value in rows:
+        want = contract.validate(value, rules)
+        row = got[offset]
+        if want.ok:
+            assert row["error_class"] is None and {
+                n: row[n] for n in contract.FIELD_NAMES} == want.txn, value
+        else:
+            assert (row["error_class"], row["error"]) == (want.error_class, want.error), value
+    # the fast path took the canonical records: every value the pattern holds is one
+    assert sum(contract.canonical(v) is not None for v in values) == 4
+
+    valid = job.validated(raw, rules).where("error_class IS NULL")
+    decided = {r["offset"]: (r["outcome"], r["cross_partition"])
+               for r in job.dedup(valid, 86_400_000).collect()}
+    want, first = {}, {}
+    for _partition, offset, _, value in sorted(rows, key=lambda r: (r[0], r[1])):
+        v = contract.validate(value, rules)
+        if v.ok:
+            prior = first.get(v.txn["txn_id"])
+            want[offset] = semantics.dedup_decision(prior, v.txn, 86_400_000)
+            first.setdefault(v.txn["txn_id"], (semantics.fingerprint(v.txn),
+                                               v.txn["event_time_ms"]))
+    assert {o: d[0] for o, d in decided.items()} == want
+    assert set(want.values()) == {semantics.ACCEPTED, semantics.DUPLICATE,
+                                  "CONFLICTING_DUPLICATE"}
+    # f1 came on both partitions, so which copy is first depends on the stream's interleaving
+    assert decided[0][1] is True and decided[len(values) - 1] == (semantics.ACCEPTED, False)
 
 
 def test_every_difference_of_a_clean_stream_is_explained(spark, tmp_path):

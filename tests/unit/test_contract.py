@@ -189,3 +189,94 @@ def test_a_bad_profile_gets_the_transaction_error_classes(raw, key, error_class,
     got = contract.validate_profile(raw, key)
     assert isinstance(got, contract.Invalid)
     assert got.error_class == error_class and got.error.startswith(message)
+
+
+# --- the common valid shape (contract.canonical: what the engines' SQL decides) -----------------
+
+ID_CHARS = st.sampled_from("Aa0_.:-z/ é\"\\\n")
+canonical_like = st.fixed_dictionaries({
+    "txn_id": st.text(ID_CHARS, max_size=66), "account_id": st.text(ID_CHARS, max_size=3),
+    "merchant_id": st.text(ID_CHARS, max_size=3),
+    "amount_cents": st.integers(-5, 10**19) | st.sampled_from([0, 1, 10**12, 10**12 + 1]),
+    "currency": st.sampled_from(["USD", "SGD", "XXX", "usd", "US"]),
+    "kind": st.sampled_from(["purchase", "refund", "Purchase"]),
+    "event_time_ms": st.integers(946684799998, 946684800001)
+    | st.integers(4102444799999, 4102444800000) | st.integers(-1, 10**19),
+    "channel": st.sampled_from(["web", "pos", "mobile", "atm", "fax"]),
+    "country": st.sampled_from(["US", "DE", "us", "USA"]),
+})
+
+
+@settings(max_examples=1500, deadline=None)
+@given(canonical_like, st.sampled_from(["compact", "spaced", "reordered", "extra", "tail"]))
+def test_the_common_shape_is_only_ever_what_validate_accepts_with_the_same_values(txn, form):
+    raw = {
+        "compact": contract.encode_txn(txn),
+        "spaced": json.dumps(txn).encode(),
+        "reordered": enc(dict(reversed(list(txn.items())))),
+        "extra": enc({**txn, "x": 1}),
+        "tail": contract.encode_txn(txn) + b"\n",
+    }[form]
+    full = validate(raw)
+    fast = contract.canonical(raw)
+    if fast is not None:
+        assert isinstance(full, Valid) and full.txn == fast
+    if form == "compact" and isinstance(full, Valid):
+        # the canonical encoding of any valid transaction with plain ASCII ids takes the fast
+        # path (in the Flink job and the Spark recompute it never enters Python)
+        assert fast == full.txn
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=300))
+def test_random_bytes_never_take_the_fast_path_wrongly(raw):
+    fast = contract.canonical(raw)
+    assert fast is None or validate(raw).txn == fast
+
+
+def test_the_fast_path_leaves_every_doubtful_record_to_validate():
+    good = contract.encode_txn(GOOD)
+    assert contract.canonical(good) == GOOD
+    for raw in (good + b"\n", b" " + good, good.replace(b'"t-1"', b'"t\\u002d1"'),
+                good.replace(b":100,", b":0100,"), good.replace(b":100,", b":-100,"),
+                good.replace(b"USD", b"XXX"), good.replace(b":100,", b":1000000000001,"),
+                good.replace(b"1767225600000", b"4102444800000"), good[:-1]):
+        assert contract.canonical(raw) is None, raw
+    assert contract.canonical(good, contract.Rules(max_value_bytes=len(good) - 1)) is None
+    assert contract.canonical(good, contract.Rules(currencies=("EUR",))) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(
+    canonical_like.map(contract.encode_txn), canonical_like.map(lambda t: enc(t)),
+    st.binary(max_size=40), st.none(), st.just(contract.encode_txn(GOOD))), max_size=30))
+def test_validate_arrow_is_validate_over_a_batch(values):
+    import pyarrow as pa
+
+    got = contract.validate_arrow(pa.array(values, pa.binary())).to_pylist()
+    assert sorted(r["row"] for r in got) == list(range(len(values)))
+    for r in got:
+        want = validate(values[r["row"]])
+        if want.ok:
+            assert r["error_class"] is None and r["error"] is None
+            assert {n: r[n] for n in contract.FIELD_NAMES} == want.txn
+        else:
+            assert (r["error_class"], r["error"]) == (want.error_class, want.error)
+            assert all(r[n] is None for n in contract.FIELD_NAMES)
+
+
+def test_validate_arrow_applies_the_configured_rules():
+    import pyarrow as pa
+
+    values = pa.array([contract.encode_txn(GOOD)])
+    (r,) = contract.validate_arrow(values, contract.Rules(currencies=("EUR",))).to_pylist()
+    assert (r["error_class"], r["error"]) == (INVALID_VALUE,
+                                              "currency: not in the currency allow-list")
+    (r,) = contract.validate_arrow(values, contract.Rules(max_amount_cents=99)).to_pylist()
+    assert r["error"] == "amount_cents: must be in 1..99"
+
+
+def test_the_pattern_has_one_group_per_field_in_contract_order():
+    import re
+    assert re.compile(contract.CANONICAL_BODY).groups == len(contract.FIELD_NAMES)
+    assert contract.CANONICAL_PATTERN.endswith("\\z")

@@ -43,6 +43,28 @@ def test_a_copy_a_whole_horizon_away_from_the_first_is_a_transaction_of_its_own(
     assert s.dedup_decision(first, later, H) == decision
 
 
+def test_the_dedup_decision_as_sql_decides_as_the_function():
+    """dedup_decision_sql (the Flink job's and the Spark recompute's) against dedup_decision,
+    evaluated by SQLite over every case: first copy, duplicate, conflict, horizon edges."""
+    import sqlite3
+
+    first = (s.fingerprint(TXN), TXN["event_time_ms"])
+    cases = [(None, TXN)] + [(first, {**TXN, **change}) for change in (
+        {}, {"amount_cents": 101}, {"event_time_ms": TXN["event_time_ms"] + H - 1},
+        {"event_time_ms": TXN["event_time_ms"] + H}, {"event_time_ms": TXN["event_time_ms"] - H},
+        {"event_time_ms": TXN["event_time_ms"] - H + 1})]
+    db = sqlite3.connect(":memory:")
+    sql = s.dedup_decision_sql(H, "copies", "first_fp", "first_et")
+    for prior, txn in cases:
+        copies, first_fp, first_et = ((1, s.fingerprint(txn), txn["event_time_ms"])
+                                      if prior is None else (2, *prior))
+        (got,) = db.execute(
+            f"SELECT {sql} FROM (SELECT ? AS copies, ? AS first_fp, ? AS first_et, "
+            "? AS fingerprint, ? AS event_time_ms)",
+            (copies, first_fp, first_et, s.fingerprint(txn), txn["event_time_ms"])).fetchone()
+        assert got == s.dedup_decision(prior, txn, H), txn
+
+
 @pytest.mark.parametrize("t, start", [(0, 0), (59_999, 0), (60_000, 60_000),
                                       (1767225659999, 1767225600000)])
 def test_windows_are_epoch_aligned(t, start):
