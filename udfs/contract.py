@@ -330,6 +330,7 @@ def validate_arrow(values, rules: Rules = DEFAULT_RULES):
     """:func:`validate` over an Arrow array of raw values (binary, nulls allowed), vectorised
     for the common shape. Returns a ``pyarrow.Table`` of VALIDATED_COLUMNS with one row per
     value in no particular order; ``row`` is the value's index in ``values``."""
+    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -352,7 +353,9 @@ def validate_arrow(values, rules: Rules = DEFAULT_RULES):
                         pc.less(event_time, rules.max_event_time_ms))))
     fast = pa.table({"row": rows, **cols}).filter(ok)
     # everything else, one record at a time
-    slow_rows = sorted(set(range(len(values))) - set(fast.column("row").to_pylist()))
+    is_fast = np.zeros(len(values), dtype=bool)
+    is_fast[fast.column("row").to_numpy()] = True
+    slow_rows = np.flatnonzero(~is_fast).tolist()
     out = {name: [] for name in VALIDATED_COLUMNS}
     for i in slow_rows:
         v = validate(values[i].as_py(), rules)

@@ -452,12 +452,14 @@ def build(spark, cfg, start_ms: int, end_ms: int) -> dict:
     # the keys, whose two JSON documents (same fields, order and types) are identical; every
     # other pair goes through the shared function
     identical = F.coalesce(F.col("stream") == F.col("batch"), F.lit(False))
+    # cached: counted by class here, then written
     aggregates = pairs.where(identical).withColumn(
         "reconciliation_class", F.lit(reconcile.MATCH)).unionByName(
         pairs.where(~identical).mapInPandas(
             classify_batches(w),
             "account_id STRING, currency STRING, window_start_ms LONG, batch STRING, "
-            "stream STRING, late STRING, order_dependent BOOLEAN, reconciliation_class STRING"))
+            "stream STRING, late STRING, order_dependent BOOLEAN, reconciliation_class STRING")
+    ).cache()
 
     # alerts: the batch replays the rules over the accepted transactions the stream did not
     # send to late (late ones take part in no rule)
