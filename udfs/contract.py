@@ -266,8 +266,8 @@ def validate_profile(raw: bytes | None, key: bytes | None,
 # Nearly every record is a valid transaction in the canonical encoding (:func:`encode_txn`:
 # contract field order, no whitespace, plain ASCII values). One regular expression recognises
 # that shape, so those records need no JSON parse and no per-field checks in Python: the Spark
-# recompute decides them over whole Arrow batches (:func:`validate_arrow`) and the Flink UDF
-# with one match (:func:`canonical`). The pattern is conservative, never wrong: a record it
+# recompute decides them over whole Arrow batches (:func:`validate_arrow`; :func:`canonical` is
+# the same decision for one record). The pattern is conservative, never wrong: a record it
 # accepts is one that ``validate`` accepts with the same nine values (property tests hold the
 # two together), and whatever it cannot decide (whitespace, another field order, escapes,
 # negative or leading-zero numbers, a configured currency outside [A-Z]{3}) goes to
@@ -309,7 +309,7 @@ _SPLIT_AT = _split_positions()
 def canonical(raw: bytes | None, rules: Rules = DEFAULT_RULES) -> dict | None:
     """The nine fields when ``raw`` has the common valid shape and passes the rules the
     pattern does not hold (size, ranges, the currency allow-list), else None (then ask
-    :func:`validate`)."""
+    :func:`validate`): :func:`validate_arrow`'s fast path for one record."""
     if raw is None or len(raw) > rules.max_value_bytes:
         return None
     m = _CANONICAL_RE.fullmatch(raw)

@@ -20,7 +20,7 @@ from jobs.streaming import FRAUD_JOB_NAME, TRANSACTIONS_JOB_NAME
 from payline import config as config_mod
 from payline import security
 from udfs import semantics
-from udfs.contract import FIELD_NAMES, Rules, Valid, canonical, validate
+from udfs.contract import FIELD_NAMES, Rules, Valid, validate
 
 VALIDATED_FIELDS = [
     ("error_class", DataTypes.STRING()), ("error", DataTypes.STRING()),
@@ -38,20 +38,17 @@ class ValidateTransaction(ScalarFunction):
     """udfs.contract.validate as a SQL function. An invalid record also gets its raw bytes as
     DLQ text (UTF-8, else base64).
 
-    It stays one Python call per record on purpose: recognising the common shape in SQL instead
-    (as the Spark recompute does) would split the plan into two branches before the stateful
-    SQL operators, whose uids carry their plan node ids (``table.exec.uid.generation``), so a
-    savepoint of the running version would no longer map onto the new one."""
+    It is the full ``validate`` for every record: trying the one-pattern match of the common
+    shape first (``udfs.contract.canonical``, 4x faster in Python alone) measured no gain for
+    the job (bench/RESULTS.md, 2026-11-26), whose limit is elsewhere. Recognising the shape in
+    SQL instead would split the plan into two branches before the stateful SQL operators,
+    whose uids carry their plan node ids (``table.exec.uid.generation``), so a savepoint of
+    the running version would no longer map onto the new one."""
 
     def __init__(self, rules: Rules):
         self.rules = rules
 
     def eval(self, value):
-        # the common valid shape first: one regular expression instead of a JSON parse and
-        # nine checks; the same verdict and values (udfs.contract.canonical)
-        txn = canonical(value, self.rules)
-        if txn is not None:
-            return Row(None, None, None, None, *txn.values())
         result = validate(value, self.rules)
         if isinstance(result, Valid):
             t = result.txn
