@@ -42,6 +42,7 @@ FIELDS: tuple[tuple[str, type], ...] = (
     ("country", str),
 )
 FIELD_NAMES = tuple(name for name, _ in FIELDS)
+INT_FIELDS = tuple(name for name, typ in FIELDS if typ is int)
 
 # An integer literal longer than this cannot be in any configured range; parsing it as an int
 # would hit CPython's 4300-digit limit, so it becomes a sentinel that fails the range rule.
@@ -266,8 +267,8 @@ def validate_profile(raw: bytes | None, key: bytes | None,
 # Nearly every record is a valid transaction in the canonical encoding (:func:`encode_txn`:
 # contract field order, no whitespace, plain ASCII values). One regular expression recognises
 # that shape, so those records need no JSON parse and no per-field checks in Python: the Spark
-# recompute decides them over whole Arrow batches (:func:`validate_arrow`; :func:`canonical` is
-# the same decision for one record). The pattern is conservative, never wrong: a record it
+# recompute decides them over whole Arrow batches (:func:`validate_arrow`, whose fast path is
+# :func:`canonical_arrow`). The pattern is conservative, never wrong: a record it
 # accepts is one that ``validate`` accepts with the same nine values (property tests hold the
 # two together), and whatever it cannot decide (whitespace, another field order, escapes,
 # negative or leading-zero numbers, a configured currency outside [A-Z]{3}) goes to
@@ -288,10 +289,8 @@ _CANONICAL_VALUES = {
 # group i + 1 is field FIELD_NAMES[i]; no value can hold a quote, a backslash or a comma
 CANONICAL_BODY = "\\{" + ",".join(f'"{name}":{_CANONICAL_VALUES[name]}'
                                     for name in FIELD_NAMES) + "\\}"
-# anchored for RE2 (Arrow) and java.util.regex: \z is the very end of the value
+# anchored for RE2 (Arrow's regex engine): \z is the very end of the value
 CANONICAL_PATTERN = "^" + CANONICAL_BODY + "\\z"
-_CANONICAL_RE = re.compile(CANONICAL_BODY.encode())
-INT_FIELDS = tuple(name for name, typ in FIELDS if typ is int)
 
 
 def _split_positions() -> dict[str, int]:
@@ -306,21 +305,32 @@ def _split_positions() -> dict[str, int]:
 _SPLIT_AT = _split_positions()
 
 
-def canonical(raw: bytes | None, rules: Rules = DEFAULT_RULES) -> dict | None:
-    """The nine fields when ``raw`` has the common valid shape and passes the rules the
-    pattern does not hold (size, ranges, the currency allow-list), else None (then ask
-    :func:`validate`): :func:`validate_arrow`'s fast path for one record."""
-    if raw is None or len(raw) > rules.max_value_bytes:
-        return None
-    m = _CANONICAL_RE.fullmatch(raw)
-    if not m:
-        return None
-    txn = {name: (int(g) if name in INT_FIELDS else g.decode())
-           for name, g in zip(FIELD_NAMES, m.groups(), strict=True)}
-    ok = (rules.min_amount_cents <= txn["amount_cents"] <= rules.max_amount_cents
-          and rules.min_event_time_ms <= txn["event_time_ms"] < rules.max_event_time_ms
-          and txn["currency"] in rules._currency_set)
-    return txn if ok else None
+def canonical_arrow(values, rules: Rules = DEFAULT_RULES):
+    """The fast path of :func:`validate_arrow`: the values of an Arrow binary array that have
+    the common valid shape and pass the rules the pattern does not hold (size, ranges, the
+    currency allow-list), as a ``pyarrow.Table`` of ``row`` (index into ``values``) and the
+    nine fields. Every other value is for :func:`validate`."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    shaped = pc.fill_null(pc.match_substring_regex(values, CANONICAL_PATTERN), False)
+    matched = values.filter(shaped)
+    pieces = pc.split_pattern(matched, '"')
+    cols = {}
+    for name, typ in FIELDS:
+        piece = pc.list_element(pieces, _SPLIT_AT[name])
+        cols[name] = (pc.cast(pc.cast(pc.binary_slice(piece, 1, -1), pa.string()), pa.int64())
+                      if typ is int else pc.cast(piece, pa.string()))
+    amount, event_time = cols["amount_cents"], cols["event_time_ms"]
+    ok = pc.and_(
+        pc.and_(pc.less_equal(pc.binary_length(matched), rules.max_value_bytes),
+                pc.is_in(cols["currency"], pa.array(list(rules.currencies), pa.string()))),
+        pc.and_(pc.and_(pc.greater_equal(amount, rules.min_amount_cents),
+                        pc.less_equal(amount, rules.max_amount_cents)),
+                pc.and_(pc.greater_equal(event_time, rules.min_event_time_ms),
+                        pc.less(event_time, rules.max_event_time_ms))))
+    rows = pc.cast(pc.indices_nonzero(shaped), pa.int64())
+    return pa.table({"row": rows, **cols}).filter(ok)
 
 
 VALIDATED_COLUMNS = ("row", "error_class", "error") + FIELD_NAMES
@@ -332,26 +342,9 @@ def validate_arrow(values, rules: Rules = DEFAULT_RULES):
     value in no particular order; ``row`` is the value's index in ``values``."""
     import numpy as np
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     values = values.cast(pa.binary())
-    shaped = pc.fill_null(pc.match_substring_regex(values, CANONICAL_PATTERN), False)
-    rows = pc.indices_nonzero(shaped)
-    pieces = pc.split_pattern(values.filter(shaped), '"')
-    cols = {}
-    for name, typ in FIELDS:
-        piece = pc.list_element(pieces, _SPLIT_AT[name])
-        cols[name] = (pc.cast(pc.cast(pc.binary_slice(piece, 1, -1), pa.string()), pa.int64())
-                      if typ is int else pc.cast(piece, pa.string()))
-    amount, event_time = cols["amount_cents"], cols["event_time_ms"]
-    ok = pc.and_(
-        pc.and_(pc.less_equal(pc.binary_length(values.filter(shaped)), rules.max_value_bytes),
-                pc.is_in(cols["currency"], pa.array(list(rules.currencies), pa.string()))),
-        pc.and_(pc.and_(pc.greater_equal(amount, rules.min_amount_cents),
-                        pc.less_equal(amount, rules.max_amount_cents)),
-                pc.and_(pc.greater_equal(event_time, rules.min_event_time_ms),
-                        pc.less(event_time, rules.max_event_time_ms))))
-    fast = pa.table({"row": rows, **cols}).filter(ok)
+    fast = canonical_arrow(values, rules)
     # everything else, one record at a time
     is_fast = np.zeros(len(values), dtype=bool)
     is_fast[fast.column("row").to_numpy()] = True
@@ -367,7 +360,7 @@ def validate_arrow(values, rules: Rules = DEFAULT_RULES):
     types = {"row": pa.int64(), "error_class": pa.string(), "error": pa.string(),
              **{name: pa.int64() if typ is int else pa.string() for name, typ in FIELDS}}
     slow = pa.table({name: pa.array(out[name], types[name]) for name in VALIDATED_COLUMNS})
-    fast = pa.table({name: (fast.column(name).cast(types[name]) if name in fast.column_names
+    fast = pa.table({name: (fast.column(name) if name in fast.column_names
                             else pa.nulls(fast.num_rows, types[name]))
                      for name in VALIDATED_COLUMNS})
     return pa.concat_tables([fast, slow])

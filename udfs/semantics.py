@@ -8,7 +8,7 @@ import base64
 import json
 from dataclasses import dataclass
 
-from udfs.contract import CONFLICTING_DUPLICATE, FIELD_NAMES
+from udfs.contract import CONFLICTING_DUPLICATE, FIELD_NAMES, INT_FIELDS
 
 # --- dedup (§3 step 4) -------------------------------------------------------------------------
 
@@ -44,7 +44,7 @@ def fingerprint_sql() -> str:
     """:func:`fingerprint` as SQL over the nine field columns (Flink SQL and Spark SQL alike:
     a BIGINT cast to STRING gives the same digits as Python's ``str``)."""
     return f"CONCAT_WS('{FINGERPRINT_SEPARATOR}', " + ", ".join(
-        f"CAST({n} AS STRING)" if n in ("amount_cents", "event_time_ms") else n
+        f"CAST({n} AS STRING)" if n in INT_FIELDS else n
         for n in FIELD_NAMES) + ")"
 
 

@@ -6,8 +6,8 @@ For the windows whose start lies in [--start, --end):
 1. reads the raw log (§6) of ``payments.transactions`` and ``payments.accounts``, by arrival
    hour from ``start - batch.lookback_ms`` (earlier copies of a txn_id: the dedup horizon) to
    ``end + batch.lookahead_ms`` (late arrivals);
-2. recomputes with ``udfs/``: validation and error classes (``udfs.contract.validate``; the
-   common valid shape in the JVM with ``udfs.contract.CANONICAL_PATTERN``), dedup in
+2. recomputes with ``udfs/``: validation and error classes (``udfs.contract.validate``, over
+   Arrow batches with ``udfs.contract.validate_arrow``), dedup in
    (partition, offset) order (``udfs.semantics.dedup_decision``, as its SQL
    ``dedup_decision_sql``), the windows, and the fraud
    rules' alerts (``udfs.fraud.alerts_of``) of the accepted transactions the stream did not
@@ -421,7 +421,7 @@ def build(spark, cfg, start_ms: int, end_ms: int) -> dict:
 
     agg_schema = ", ".join(f"{f} {'STRING' if f in ('account_id', 'currency') else 'LONG'}"
                            for f in semantics.AGGREGATE_FIELDS)
-    late_schema = (", ".join(f"{n} {'LONG' if n in ('amount_cents', 'event_time_ms') else 'STRING'}"
+    late_schema = (", ".join(f"{n} {'LONG' if n in contract.INT_FIELDS else 'STRING'}"
                              for n in contract.FIELD_NAMES)
                    + ", watermark_ms LONG, window_start_ms LONG")
     stream_aggs = stream_json(t.aggregates, agg_schema).where(

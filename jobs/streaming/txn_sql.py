@@ -39,7 +39,8 @@ class ValidateTransaction(ScalarFunction):
     DLQ text (UTF-8, else base64).
 
     It is the full ``validate`` for every record: trying the one-pattern match of the common
-    shape first (``udfs.contract.canonical``, 4x faster in Python alone) measured no gain for
+    shape first (the fast path of ``udfs.contract.validate_arrow``, per record: 4x faster in
+    Python alone) measured no gain for
     the job (bench/RESULTS.md, 2026-11-26), whose limit is elsewhere. Recognising the shape in
     SQL instead would split the plan into two branches before the stateful SQL operators,
     whose uids carry their plan node ids (``table.exec.uid.generation``), so a savepoint of
