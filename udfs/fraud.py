@@ -41,6 +41,9 @@ RULES = (LARGE_AMOUNT, VELOCITY, SMALL_THEN_LARGE, FOREIGN_HIGH_RISK)
 HIGH, MEDIUM = "high", "medium"
 SEVERITY = {LARGE_AMOUNT: HIGH, VELOCITY: MEDIUM, SMALL_THEN_LARGE: HIGH,
             FOREIGN_HIGH_RISK: HIGH}
+# the transaction fields the rules read (of CONTRACT.md §1's)
+TXN_FIELDS = ("txn_id", "account_id", "kind", "amount_cents", "currency", "event_time_ms",
+              "country")
 ALERT_FIELDS = ("alert_id", "rule", "severity", "account_id", "txn_ids", "event_time_ms",
                 "detected_at_ms", "details")
 

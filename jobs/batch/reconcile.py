@@ -130,7 +130,10 @@ def groups_across_batches(frames, column: str):
     span Arrow batches."""
     current, rows = None, []
     for df in frames:
-        for r in df.to_dict("records"):
+        names = list(df.columns)
+        # column by column: DataFrame.to_dict("records") boxes value by value, about 3x slower
+        for values in zip(*(df[n].tolist() for n in names), strict=True):
+            r = dict(zip(names, values, strict=True))
             if rows and r[column] != current:
                 yield current, rows
                 rows = []
@@ -471,7 +474,7 @@ def build(spark, cfg, start_ms: int, end_ms: int) -> dict:
     alert_scope = in_interval(window_start_of("event_time_ms", w))  # the alert's window
     stream_velocity = frozenset(r[0] for r in stream_alerts.where(
         alert_scope & (F.col("rule") == fraud.VELOCITY)).select("alert_id").distinct().collect())
-    replayed = (on_time.repartition("account_id")
+    replayed = (on_time.select(*fraud.TXN_FIELDS).repartition("account_id")
                 .sortWithinPartitions("account_id", "event_time_ms", "txn_id")
                 .mapInPandas(alerts_sorted(profiles, params, states_in or {}, end_ms,
                                            stream_velocity),
