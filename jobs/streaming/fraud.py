@@ -183,9 +183,15 @@ ACCOUNT_ROW = Types.ROW_NAMED(["silent_until_ms", "recent", "profiles"],
                               [Types.LONG(), Types.LIST(RECENT_ROW), Types.LIST(VERSION_ROW)])
 
 TXN, LATE_TXN, PROFILE, TOMBSTONE, BAD_PROFILE = "T", "L", "P", "X", "D"
-# the columns of the operator's input, in order (build_pipeline's rule_input)
-RULE_INPUT = ("rec", "account_id", "txn_id", "kind", "amount_cents", "currency",
-              "event_time_ms", "country", "home_country", "risk_tier", "dlq_value")
+# the columns of the operator's input, in order (build_pipeline's rule_input), with their types
+RULE_INPUT_COLUMNS = (
+    ("rec", Types.STRING()), ("account_id", Types.STRING()), ("txn_id", Types.STRING()),
+    ("kind", Types.STRING()), ("amount_cents", Types.LONG()), ("currency", Types.STRING()),
+    ("event_time_ms", Types.LONG()), ("country", Types.STRING()),
+    ("home_country", Types.STRING()), ("risk_tier", Types.STRING()),
+    ("dlq_value", Types.STRING()))
+RULE_INPUT = tuple(name for name, _ in RULE_INPUT_COLUMNS)
+RULE_INPUT_TYPES = [t for _, t in RULE_INPUT_COLUMNS]
 
 
 class EvaluateRules(KeyedProcessFunction):
@@ -374,11 +380,6 @@ class EvaluateRules(KeyedProcessFunction):
 
 
 # --- wiring --------------------------------------------------------------------------------------
-
-
-RULE_INPUT_TYPES = [Types.STRING(), Types.STRING(), Types.STRING(), Types.STRING(), Types.LONG(),
-                    Types.STRING(), Types.LONG(), Types.STRING(), Types.STRING(), Types.STRING(),
-                    Types.STRING()]
 
 
 def key_by_account(t_env, rule_input):
