@@ -110,6 +110,7 @@ class Flink:
     heartbeat_interval_ms: int = _int(100, 600_000)
     heartbeat_timeout_ms: int = _int(1000, 3_600_000)
     python_execution_mode: str = _str(("thread", "process"))
+    state_backend: str = _str(("rocksdb", "hashmap"))
     start_timeout_s: int = _int(1, 3600)
     jars_dir: Path = _path()
     # the REST address (host:port) of a remote JobManager that deploy, upgrade, rollback,

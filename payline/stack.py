@@ -415,6 +415,14 @@ def _any_flink_pid(cfg: Config) -> list[int]:
     return p["jobmanager"] + p["taskmanager"]
 
 
+def managed_fraction(fc) -> str:
+    """The TaskManager's managed memory fraction: Flink's default 0.4 where RocksDB or
+    process-mode Python workers use it; 0.05 with heap state in thread mode, where nothing
+    does and the heap (the state's home) gets the rest."""
+    return "0.05" if fc.state_backend == "hashmap" and fc.python_execution_mode == "thread" \
+        else "0.4"
+
+
 def render_flink_conf(cfg: Config) -> FlinkPaths:
     fc, fp = cfg.flink, flink_paths(cfg)
     for d in (fp.conf, fp.logs, fp.pids):
@@ -444,6 +452,7 @@ def render_flink_conf(cfg: Config) -> FlinkPaths:
         "prometheus_port_first": fc.prometheus_port_first,
         "prometheus_port_last": fc.prometheus_port_last,
         "python": sys.executable, "python_execution_mode": fc.python_execution_mode,
+        "state_backend": fc.state_backend, "managed_fraction": managed_fraction(fc),
     })
     (fp.conf / "masters").write_text(f"{fc.host}:{fc.rest_port}\n")
     # start-cluster.sh starts a worker locally (no ssh) only for the literal "localhost".

@@ -301,3 +301,67 @@ def test_upgrade_of_the_transactions_job_mid_stream_changes_no_committed_output(
     assert positions["a1-1-retry"] not in dlq
     labels = {label: expect for label, _, _, expect in tx.PHASE_1 + tx.PHASE_2}
     assert sorted(dlq.values()) == sorted(e for e in labels.values() if e.isupper())
+
+
+def test_a_switch_of_the_state_backend_through_a_savepoint_keeps_the_dedup_state(stack_conf,
+                                                                                  stack_cfg):
+    """README "Choosing the state backend": the transactions job's data set with, between its
+    two parts, the job stopped with a savepoint under RocksDB, Flink restarted with
+    ``flink.state_backend = hashmap`` and the job deployed from that savepoint. The job then
+    runs on heap state, and the dedup state came across: the retry and the conflicting copy
+    of a transaction sent before the switch are judged against it; the committed aggregates
+    are the independently computed ones, each once."""
+    from payline import config, stack
+
+    from . import test_transactions_job as tx
+
+    topics = tx.topics_of("it.backend-tx")
+    cfg = stack_cfg
+    heap = "--set=flink.state_backend=hashmap"
+    heap_cfg = config.load(stack_conf, ["flink.state_backend=hashmap"])
+    cli = on_own_topics(stack_conf, cfg, topics)
+
+    def backend(job_id):
+        return ops._rest(cfg, f"/jobs/{job_id}/checkpoints/config")["state_backend"]
+
+    cli("release", "transactions", "--version", "b1")
+    cli("deploy", "transactions", "--version", "b1")
+    seen_backends = [backend(ops.running_job(cfg, "transactions"))]
+
+    def switch(when):
+        if when is None:
+            return
+        job_id = ops.running_job(cfg, "transactions")
+        seen = completed_checkpoints(cfg, job_id)
+        wait_for(lambda: completed_checkpoints(cfg, job_id) >= seen + 1, 60, "a checkpoint")
+        out = cli("savepoint", "transactions", "--stop").stdout
+        path = out.split(": ", 1)[1].split(" (", 1)[0]
+        stack.flink_down(cfg, log=lambda _: None)
+        stack.flink_up(heap_cfg, log=lambda _: None)
+        cli(heap, "deploy", "transactions", "--version", "b1", "--from-savepoint", path)
+        new = ops.running_job(cfg, "transactions")
+        restored = ops._rest(cfg, f"/jobs/{new}/checkpoints")["latest"]["restored"]
+        assert restored and restored["is_savepoint"]
+        seen_backends.append(backend(new))
+
+    try:
+        positions = tx.run_dataset(cfg, topics, crash=switch)
+    finally:
+        job = ops.running_job(cfg, "transactions")
+        if job:
+            cancel_job(cfg, job)
+        # the session's stack back on its own configuration for the tests after this one
+        stack.flink_down(cfg, log=lambda _: None)
+        stack.flink_up(cfg, log=lambda _: None)
+    assert seen_backends == ["EmbeddedRocksDBStateBackend", "HashMapStateBackend"]
+    committed = tx.committed_aggregates(cfg, topics)
+    expected = tx.expected_aggregates()
+    keys = [k for k, _ in committed if k in expected]
+    assert sorted(keys) == sorted(expected)
+    assert {k: v for k, v in committed if k in expected} == expected
+    dlq = {(d["source_partition"], d["source_offset"]): d["error_class"] for d in
+           (json.loads(r.value) for r in tx.read_all(cfg, topics["dlq"]))}
+    assert dlq[positions["a1-1-conflict"]] == "CONFLICTING_DUPLICATE"
+    assert positions["a1-1-retry"] not in dlq
+    labels = {label: expect for label, _, _, expect in tx.PHASE_1 + tx.PHASE_2}
+    assert sorted(dlq.values()) == sorted(e for e in labels.values() if e.isupper())

@@ -63,6 +63,8 @@ def test_overlay_file_is_merged(tmp_path: Path):
         ("kafka.port=70000", "conf: kafka.port must be an integer in 1..65535, got 70000"),
         ("flink.python_execution_mode=fast",
          "conf: flink.python_execution_mode must be one of thread, process, got 'fast'"),
+        ("flink.state_backend=memory",
+         "conf: flink.state_backend must be one of rocksdb, hashmap, got 'memory'"),
         ("generator.late_fraction=2", "conf: generator.late_fraction must be a number in"),
         ("kafka.prot=1", "conf: unknown key kafka.prot"),
         ("kafkaa.port=1", "conf: unknown section 'kafkaa' in --set"),
@@ -94,3 +96,26 @@ def test_missing_key_is_named(tmp_path: Path):
     (root / "conf" / "payline.toml").write_text(text.replace("heap_mb = 768\n", ""))
     with pytest.raises(ConfigError, match="conf: missing key kafka.heap_mb"):
         config.load(root=root)
+
+
+@pytest.mark.parametrize(
+    "sets, backend, fraction",
+    [
+        ([], "rocksdb", "0.4"),
+        (["flink.state_backend=hashmap"], "hashmap", "0.05"),
+        # process-mode Python workers take managed memory whatever holds the state
+        (["flink.state_backend=hashmap", "flink.python_execution_mode=process"], "hashmap", "0.4"),
+    ],
+)
+def test_the_state_backend_and_managed_memory_are_rendered_for_cluster_and_client(
+        tmp_path: Path, sets, backend, fraction):
+    import yaml
+
+    from payline import stack
+
+    cfg = config.load(overrides=[f"paths.run_dir={tmp_path}/run",
+                                 f"paths.checkpoints_dir={tmp_path}/cp", *sets])
+    rendered = yaml.safe_load((stack.render_flink_conf(cfg).conf / "config.yaml").read_text())
+    assert rendered["state"]["backend"]["type"] == backend
+    assert rendered["state"]["backend"]["rocksdb"]["use-bloom-filter"] is True
+    assert str(rendered["taskmanager"]["memory"]["managed"]["fraction"]) == fraction
