@@ -138,6 +138,10 @@ def main(argv=None) -> int:
           f"Python {platform.python_version()}; {time.strftime('%Y-%m-%d %H:%M %Z')}")
     print(f"backlog: {n:,} transactions on {args.partitions} partitions; "
           f"{aggregates:,} aggregates committed by the transactions job")
+    checkpoint_conf = stack.flink_rest(cfg, f"/jobs/{results[0]['job_id']}/checkpoints/config")
+    print(f"state backend of the transactions job: "
+          f"{(checkpoint_conf or {}).get('state_backend', 'unknown')} "
+          f"(flink.state_backend = {cfg.flink.state_backend})")
     print(f"{'job':<24}{'sustained events/s':>20}{'until all committed':>22}"
           f"{'events/s overall':>18}")
     for r in results:
