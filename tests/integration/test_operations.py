@@ -52,6 +52,14 @@ def on_own_topics(stack_conf, cfg, topics: dict[str, str], *sets: str):
     return cli
 
 
+def after_a_new_checkpoint(cfg, job: str) -> str:
+    """The id of ``job``'s running instance, once it has completed one more checkpoint."""
+    job_id = ops.running_job(cfg, job)
+    seen = completed_checkpoints(cfg, job_id)
+    wait_for(lambda: completed_checkpoints(cfg, job_id) >= seen + 1, 60, "a checkpoint")
+    return job_id
+
+
 def test_release_deploy_upgrade_refused_upgrade_and_rollback(stack_conf, stack_cfg, tmp_path):
     topics = topics_of("it.ops")
     cfg = stack_cfg
@@ -70,10 +78,8 @@ def test_release_deploy_upgrade_refused_upgrade_and_rollback(stack_conf, stack_c
     out = cli("deploy", "fraud", "--version", "v1").stdout
     assert "deployed fraud v1" in out
     try:
-        job_v1 = ops.running_job(cfg, "fraud")
         send_records(cfg, first)
-        seen = completed_checkpoints(cfg, job_v1)
-        wait_for(lambda: completed_checkpoints(cfg, job_v1) >= seen + 1, 60, "a checkpoint")
+        job_v1 = after_a_new_checkpoint(cfg, "fraud")
         assert alerts_in(cfg, topics["alerts"]), "no alert before the upgrade"
 
         out = cli("savepoint", "fraud").stdout
@@ -215,9 +221,7 @@ def test_rescale_1_2_1_through_savepoints_gives_the_uninterrupted_alerts(stack_c
     remote = ("--set=flink.rest_port=1", f"--jobmanager=127.0.0.1:{cfg.flink.rest_port}")
 
     def stop_and_redeploy(p, via=()):
-        job_id = ops.running_job(cfg, "fraud")
-        seen = completed_checkpoints(cfg, job_id)
-        wait_for(lambda: completed_checkpoints(cfg, job_id) >= seen + 1, 60, "a checkpoint")
+        job_id = after_a_new_checkpoint(cfg, "fraud")
         out = cli(*via[:1], "savepoint", "fraud", "--stop", *via[1:]).stdout
         path = out.split(": ", 1)[1].split(" (", 1)[0]
         cli(*via[:1], "deploy", "fraud", "--version", "r1", "--parallelism", str(p),
@@ -275,20 +279,36 @@ def test_upgrade_of_the_transactions_job_mid_stream_changes_no_committed_output(
     def switch(when):
         if when is None:
             return
-        job_id = ops.running_job(cfg, "transactions")
-        seen = completed_checkpoints(cfg, job_id)
-        wait_for(lambda: completed_checkpoints(cfg, job_id) >= seen + 1, 60, "a checkpoint")
+        after_a_new_checkpoint(cfg, "transactions")
         assert "upgraded transactions u1 -> u2" in cli(
             "upgrade", "transactions", "--version", "u2").stdout
         versions.append(ops.current_deployment(cfg, "transactions")["version"])
 
+    positions = run_dataset_with_a_switch(cfg, topics, switch)
+    assert versions == ["u2"]
+    assert_exact_outputs_across_the_switch(cfg, topics, positions)
+
+
+def run_dataset_with_a_switch(cfg, topics, switch) -> dict:
+    """The transactions job's data set with ``switch`` after its first part (and called with
+    None after the rest); the job is cancelled at the end. Returns the source positions."""
+    from . import test_transactions_job as tx
+
     try:
-        positions = tx.run_dataset(cfg, topics, crash=switch)
+        return tx.run_dataset(cfg, topics, crash=switch)
     finally:
         job = ops.running_job(cfg, "transactions")
         if job:
             cancel_job(cfg, job)
-    assert versions == ["u2"]
+
+
+def assert_exact_outputs_across_the_switch(cfg, topics, positions):
+    """The transactions job's data set run with a switch (an upgrade, a change of state
+    backend) after its first part: every closed window's aggregate once, with the
+    independently computed values, and the DLQ's records; the retry and the conflicting copy,
+    sent after the switch, were judged against a transaction sent before it."""
+    from . import test_transactions_job as tx
+
     committed = tx.committed_aggregates(cfg, topics)
     expected = tx.expected_aggregates()
     keys = [k for k, _ in committed if k in expected]
@@ -296,7 +316,6 @@ def test_upgrade_of_the_transactions_job_mid_stream_changes_no_committed_output(
     assert {k: v for k, v in committed if k in expected} == expected
     dlq = {(d["source_partition"], d["source_offset"]): d["error_class"] for d in
            (json.loads(r.value) for r in tx.read_all(cfg, topics["dlq"]))}
-    # sent after the upgrade, judged against a transaction sent before it
     assert dlq[positions["a1-1-conflict"]] == "CONFLICTING_DUPLICATE"
     assert positions["a1-1-retry"] not in dlq
     labels = {label: expect for label, _, _, expect in tx.PHASE_1 + tx.PHASE_2}
@@ -331,9 +350,7 @@ def test_a_switch_of_the_state_backend_through_a_savepoint_keeps_the_dedup_state
     def switch(when):
         if when is None:
             return
-        job_id = ops.running_job(cfg, "transactions")
-        seen = completed_checkpoints(cfg, job_id)
-        wait_for(lambda: completed_checkpoints(cfg, job_id) >= seen + 1, 60, "a checkpoint")
+        after_a_new_checkpoint(cfg, "transactions")
         out = cli("savepoint", "transactions", "--stop").stdout
         path = out.split(": ", 1)[1].split(" (", 1)[0]
         stack.flink_down(cfg, log=lambda _: None)
@@ -345,23 +362,10 @@ def test_a_switch_of_the_state_backend_through_a_savepoint_keeps_the_dedup_state
         seen_backends.append(backend(new))
 
     try:
-        positions = tx.run_dataset(cfg, topics, crash=switch)
+        positions = run_dataset_with_a_switch(cfg, topics, switch)
     finally:
-        job = ops.running_job(cfg, "transactions")
-        if job:
-            cancel_job(cfg, job)
         # the session's stack back on its own configuration for the tests after this one
         stack.flink_down(cfg, log=lambda _: None)
         stack.flink_up(cfg, log=lambda _: None)
     assert seen_backends == ["EmbeddedRocksDBStateBackend", "HashMapStateBackend"]
-    committed = tx.committed_aggregates(cfg, topics)
-    expected = tx.expected_aggregates()
-    keys = [k for k, _ in committed if k in expected]
-    assert sorted(keys) == sorted(expected)
-    assert {k: v for k, v in committed if k in expected} == expected
-    dlq = {(d["source_partition"], d["source_offset"]): d["error_class"] for d in
-           (json.loads(r.value) for r in tx.read_all(cfg, topics["dlq"]))}
-    assert dlq[positions["a1-1-conflict"]] == "CONFLICTING_DUPLICATE"
-    assert positions["a1-1-retry"] not in dlq
-    labels = {label: expect for label, _, _, expect in tx.PHASE_1 + tx.PHASE_2}
-    assert sorted(dlq.values()) == sorted(e for e in labels.values() if e.isupper())
+    assert_exact_outputs_across_the_switch(cfg, topics, positions)
