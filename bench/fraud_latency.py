@@ -202,6 +202,11 @@ def main(argv=None) -> int:
           f"1 % LARGE_AMOUNT; timer grid {cfg.fraud.timer_coalesce_ms} ms, buffer timeout "
           f"{cfg.fraud.buffer_timeout_ms} ms; alerts counted: sent in [{WARMUP_S} s, "
           f"{args.seconds - TAIL_S:.0f} s]")
+    if not by_rule:
+        print(f"fraud_latency: no alert of a transaction sent in [{WARMUP_S} s, "
+              f"{args.seconds - TAIL_S:.0f} s] was read ({len(seen)} alerts read in all): "
+              f"the job did not keep up or stalled; no figures", file=sys.stderr)
+        return 1
     print(f"{'alerts of':<20}{'n':>7}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}")
     for name, values in [*sorted(by_rule.items()), *[(f"severity {k}", v) for k, v in
                                                       sorted(by_severity.items())]]:
