@@ -60,6 +60,16 @@ def after_a_new_checkpoint(cfg, job: str) -> str:
     return job_id
 
 
+def savepoint_path(out: str) -> str:
+    """The savepoint's path in the output of `payline savepoint` ("...: PATH (...)")."""
+    return out.split(": ", 1)[1].split(" (", 1)[0]
+
+
+def assert_restored_from_a_savepoint(cfg, job_id: str) -> None:
+    restored = ops._rest(cfg, f"/jobs/{job_id}/checkpoints")["latest"]["restored"]
+    assert restored and restored["is_savepoint"]
+
+
 def test_release_deploy_upgrade_refused_upgrade_and_rollback(stack_conf, stack_cfg, tmp_path):
     topics = topics_of("it.ops")
     cfg = stack_cfg
@@ -92,8 +102,7 @@ def test_release_deploy_upgrade_refused_upgrade_and_rollback(stack_conf, stack_c
         assert "upgraded fraud v1 -> v2" in out
         job_v2 = ops.running_job(cfg, "fraud")
         assert job_v2 != job_v1
-        restored = ops._rest(cfg, f"/jobs/{job_v2}/checkpoints")["latest"]["restored"]
-        assert restored and restored["is_savepoint"]
+        assert_restored_from_a_savepoint(cfg, job_v2)
 
         # an upgrade whose state cannot be restored: refused, v2 back, the uid named
         refused = cli("upgrade", "fraud", "--version", "v3-broken", check=False)
@@ -222,14 +231,12 @@ def test_rescale_1_2_1_through_savepoints_gives_the_uninterrupted_alerts(stack_c
 
     def stop_and_redeploy(p, via=()):
         job_id = after_a_new_checkpoint(cfg, "fraud")
-        out = cli(*via[:1], "savepoint", "fraud", "--stop", *via[1:]).stdout
-        path = out.split(": ", 1)[1].split(" (", 1)[0]
+        path = savepoint_path(cli(*via[:1], "savepoint", "fraud", "--stop", *via[1:]).stdout)
         cli(*via[:1], "deploy", "fraud", "--version", "r1", "--parallelism", str(p),
             "--from-savepoint", path, *via[1:])
         new = ops.running_job(cfg, "fraud")
         assert new != job_id and parallelism(new) == p
-        restored = ops._rest(cfg, f"/jobs/{new}/checkpoints")["latest"]["restored"]
-        assert restored and restored["is_savepoint"]
+        assert_restored_from_a_savepoint(cfg, new)
 
     cli("release", "fraud", "--version", "r1")
     cli("deploy", "fraud", "--version", "r1", "--parallelism", "1")
@@ -336,8 +343,8 @@ def test_a_switch_of_the_state_backend_through_a_savepoint_keeps_the_dedup_state
 
     topics = tx.topics_of("it.backend-tx")
     cfg = stack_cfg
-    heap = "--set=flink.state_backend=hashmap"
-    heap_cfg = config.load(stack_conf, ["flink.state_backend=hashmap"])
+    heap = "flink.state_backend=hashmap"
+    heap_cfg = config.load(stack_conf, [heap])
     cli = on_own_topics(stack_conf, cfg, topics)
 
     def backend(job_id):
@@ -351,14 +358,12 @@ def test_a_switch_of_the_state_backend_through_a_savepoint_keeps_the_dedup_state
         if when is None:
             return
         after_a_new_checkpoint(cfg, "transactions")
-        out = cli("savepoint", "transactions", "--stop").stdout
-        path = out.split(": ", 1)[1].split(" (", 1)[0]
+        path = savepoint_path(cli("savepoint", "transactions", "--stop").stdout)
         stack.flink_down(cfg, log=lambda _: None)
         stack.flink_up(heap_cfg, log=lambda _: None)
-        cli(heap, "deploy", "transactions", "--version", "b1", "--from-savepoint", path)
+        cli(f"--set={heap}", "deploy", "transactions", "--version", "b1", "--from-savepoint", path)
         new = ops.running_job(cfg, "transactions")
-        restored = ops._rest(cfg, f"/jobs/{new}/checkpoints")["latest"]["restored"]
-        assert restored and restored["is_savepoint"]
+        assert_restored_from_a_savepoint(cfg, new)
         seen_backends.append(backend(new))
 
     try:
