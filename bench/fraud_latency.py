@@ -156,6 +156,7 @@ def main(argv=None) -> int:
     t0 = time.time()
     # event time follows the wall clock from the start of the timed traffic
     shift = int(t0 * 1000) - start_ms
+    valid = range(cfg.contract.min_event_time_ms, cfg.contract.max_event_time_ms)
     for r in txns:
         due = t0 + r.schedule_s
         delay = due - time.time()
@@ -168,7 +169,7 @@ def main(argv=None) -> int:
                 prod.produce(names["transactions"], key=key, value=_shift(value, now_ms))
                 prod.poll(0)
             storm = []
-        value = _shift(r.value, shift)
+        value = _shift(r.value, shift, valid)
         txn_id = r.detail.get("txn_id")
         if txn_id and r.category not in ("duplicate", "conflicting_duplicate"):
             sent[txn_id] = time.time()
@@ -218,14 +219,16 @@ def main(argv=None) -> int:
     return 0
 
 
-def _shift(value: bytes, shift_ms: int) -> bytes:
-    """The generator's record with its event time moved by ``shift_ms`` (bad records as
-    they are)."""
+def _shift(value: bytes, shift_ms: int, valid: range | None = None) -> bytes:
+    """The record with its event time moved by ``shift_ms``; bad records as they are, also
+    an event time outside ``valid`` when given (the generator's just-out-of-range one, moved,
+    would become a valid transaction of 2000 arriving 26 years late)."""
     try:
         obj = json.loads(value)
     except ValueError:
         return value
-    if isinstance(obj, dict) and isinstance(obj.get("event_time_ms"), int):
+    if isinstance(obj, dict) and type(obj.get("event_time_ms")) is int \
+            and (valid is None or obj["event_time_ms"] in valid):
         obj["event_time_ms"] += shift_ms
         return json.dumps(obj, separators=(",", ":")).encode()
     return value

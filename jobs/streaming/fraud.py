@@ -364,15 +364,23 @@ class EvaluateRules(KeyedProcessFunction):
                 self._arm_idle_timer(ctx, watermark)
         else:  # the idle timer: empty now, or again later
             fraud.expire(state, watermark, self.window_ms, self.params)
-            if not state.is_empty():
-                self._arm_idle_timer(ctx, watermark)
+            kept = []  # the event times of what is still remembered
             if not self.behind.is_empty():
                 horizon = watermark - self.params.idle_after_ms(self.window_ms)
-                old = [t for t, ms in self.behind.items() if ms < horizon]
-                for t in old:
-                    self.behind.remove(t)
-                if state.is_empty() and not self.behind.is_empty():
-                    self._arm_idle_timer(ctx, watermark)
+                for t, ms in list(self.behind.items()):
+                    if ms < horizon:
+                        self.behind.remove(t)
+                    else:
+                        kept.append(ms)
+            kept += [r[0] for r in state.recent]
+            if state.silent_until_ms is not None:
+                kept.append(state.silent_until_ms - self.params.velocity_silence_ms)
+            if kept:
+                # again once the newest of it can go, not one idle period after this timer:
+                # the idle timer of a late transaction from years back would otherwise walk
+                # to the present one idle period (2 min) at a time, millions of timers that
+                # hold the operator for minutes (found by bench/fraud_latency.py)
+                self._arm_idle_timer(ctx, max(kept))
         for v in fraud.superseded_versions(versions, watermark, self.window_ms):
             del versions[v]
         self._store(state, versions)

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyflink.common import Row
 
-from jobs.streaming.fraud import PENDING_FIELDS, TXN, EvaluateRules
+from jobs.streaming.fraud import LATE_TXN, PENDING_FIELDS, TXN, EvaluateRules
 from udfs import fraud as f
 
 T0 = 1_767_225_600_000
@@ -41,6 +41,7 @@ class Harness:
         self.watermark = MIN_WATERMARK
         self.data: dict[str, dict] = {}
         self.read_rows = 0  # pending transactions read by timers, for the cost test
+        self.fired = 0  # timers fired
         self.in_timer = False
         op.open(self)
 
@@ -85,6 +86,7 @@ class Harness:
             ts, self.key = min(self.timers)
             self.timers.remove((ts, self.key))
             self.in_timer = True
+            self.fired += 1
             out += list(self.op.on_timer(ts, self))
             self.in_timer = False
         return out
@@ -160,8 +162,8 @@ def operator():
                          {"medium": "medium", "dlq": "dlq"}, clock=lambda: 0)
 
 
-def rule_row(t):
-    return Row(TXN, t["account_id"], t["txn_id"], t["kind"], t["amount_cents"], t["currency"],
+def rule_row(t, rec=TXN):
+    return Row(rec, t["account_id"], t["txn_id"], t["kind"], t["amount_cents"], t["currency"],
                t["event_time_ms"], t["country"], None, None, None)
 
 
@@ -207,6 +209,23 @@ def test_a_held_back_watermark_costs_one_read_per_transaction_when_it_catches_up
         h.advance(wm)
     assert h.read_rows == len(txns)
     assert not h.data["pending_slots"]["a-1"]
+
+
+def test_a_late_transaction_from_long_ago_fires_a_timer_or_two_not_one_per_idle_period():
+    # its idle timer fires at once; the account's memory of now must not make it re-arm one
+    # idle period (2 min) later, and again, all the way to the present (21 600 timers for
+    # these 30 days; millions for a record years old, which held the job for minutes)
+    h = Harness(operator())
+    for t in [txn(i, i * 1_000, 1_000) for i in range(3)]:
+        h.element(rule_row(t))
+    h.advance(T0 + 10_000)
+    fired = h.fired
+    h.element(rule_row(txn(9, -30 * 86_400_000, 1_000), LATE_TXN))
+    h.advance(T0 + 10_200)
+    assert h.fired - fired <= 2
+    assert h.data["behind"]["a-1"] == {}, "a late one beyond every reach is not kept"
+    h.advance(T0 + 20 * WINDOW)
+    assert h.empty()
 
 
 def test_timers_restored_with_the_earlier_one_list_layout_still_drain_it():
