@@ -351,6 +351,12 @@ class FlinkPaths:
     def pids(self) -> Path:
         return self.home / "pid"
 
+    @property
+    def tmp(self) -> Path:
+        """io.tmp.dirs: the TaskManagers' working directories (RocksDB's local state among
+        them), one per TaskManager process."""
+        return self.home / "tmp"
+
 
 def flink_paths(cfg: Config) -> FlinkPaths:
     return FlinkPaths(cfg.paths.run_dir / "flink")
@@ -425,7 +431,7 @@ def managed_fraction(fc) -> str:
 
 def render_flink_conf(cfg: Config) -> FlinkPaths:
     fc, fp = cfg.flink, flink_paths(cfg)
-    for d in (fp.conf, fp.logs, fp.pids):
+    for d in (fp.conf, fp.logs, fp.pids, fp.tmp):
         d.mkdir(parents=True, exist_ok=True)
     for name in ("log4j.properties", "log4j-console.properties", "log4j-cli.properties",
                  "log4j-session.properties", "logback.xml", "logback-console.xml"):
@@ -435,7 +441,7 @@ def render_flink_conf(cfg: Config) -> FlinkPaths:
     (cfg.paths.checkpoints_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     (cfg.paths.checkpoints_dir / "savepoints").mkdir(parents=True, exist_ok=True)
     _render(cfg.root / "conf" / "flink" / "config.yaml", fp.conf / "config.yaml", {
-        "pid_dir": fp.pids, "log_dir": fp.logs, "host": fc.host,
+        "pid_dir": fp.pids, "log_dir": fp.logs, "tmp_dir": fp.tmp.resolve(), "host": fc.host,
         "jobmanager_rpc_port": fc.jobmanager_rpc_port, "rest_port": fc.rest_port,
         "jobmanager_memory_mb": fc.jobmanager_memory_mb,
         "taskmanager_memory_mb": fc.taskmanager_memory_mb,
@@ -599,6 +605,30 @@ def flink_down(cfg: Config, log=print) -> None:
     if fp.pids.is_dir():
         for f in fp.pids.glob("*.pid"):
             f.unlink()
+    clear_working_dirs(fp, log)
+
+
+def clear_working_dirs(fp: FlinkPaths, log=print) -> None:
+    """Empty io.tmp.dirs once no process of the cluster runs. A TaskManager removes its own
+    working directory when it stops cleanly; one that was killed (a test, the OOM killer, a
+    crash) leaves its RocksDB instances behind, hundreds of MB each, which nothing reads again
+    (recovery reads checkpoints), and every JVM start unpacks its RPC jar there."""
+    if not fp.tmp.is_dir():
+        return
+    marker = str(fp.conf)
+    if any(_ours(int(e), marker) for e in os.listdir("/proc") if e.isdigit()):
+        log(f"flink: a process of this cluster still runs; {fp.tmp} left as it is")
+        return
+    left = list(fp.tmp.iterdir())
+    for p in left:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+    workers = sum(p.name.startswith("tm_") for p in left)
+    if workers:
+        log(f"flink: removed the working files of {workers} TaskManager"
+            f"{'' if workers == 1 else 's'} from {fp.tmp}")
 
 
 # --- the whole stack ----------------------------------------------------------------------------

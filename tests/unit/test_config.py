@@ -119,3 +119,42 @@ def test_the_state_backend_and_managed_memory_are_rendered_for_cluster_and_clien
     assert rendered["state"]["backend"]["type"] == backend
     assert rendered["state"]["backend"]["rocksdb"]["use-bloom-filter"] is True
     assert str(rendered["taskmanager"]["memory"]["managed"]["fraction"]) == fraction
+
+
+def test_working_dirs_are_in_the_run_dir_and_cleared_once_no_process_of_the_cluster_runs(
+        tmp_path: Path):
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    from payline import stack
+
+    cfg = config.load(overrides=[f"paths.run_dir={tmp_path}/run",
+                                 f"paths.checkpoints_dir={tmp_path}/cp"])
+    fp = stack.render_flink_conf(cfg)
+    rendered = yaml.safe_load((fp.conf / "config.yaml").read_text())
+    assert rendered["io"]["tmp"]["dirs"] == str(fp.tmp.resolve())
+    left = fp.tmp / "tm_127.0.0.1:1234-abcdef" / "tmp" / "job_x_op_y" / "db"
+    left.mkdir(parents=True)
+    (left / "000001.sst").write_bytes(b"x" * 10)
+    (fp.tmp / "flink-rpc-akka0123.jar").write_bytes(b"x")
+    # a process of this cluster (its command line names the conf dir) keeps them
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)",
+                              str(fp.conf)])
+    try:
+        for _ in range(500):  # until it has exec'd
+            if str(fp.conf) in stack._cmdline(alive.pid):
+                break
+            time.sleep(0.01)
+        said = []
+        stack.clear_working_dirs(fp, said.append)
+        assert left.exists() and "still runs" in said[0]
+    finally:
+        alive.kill()
+        alive.wait()
+    said = []
+    stack.clear_working_dirs(fp, said.append)
+    assert not any(fp.tmp.iterdir())
+    assert said == [f"flink: removed the working files of 1 TaskManager from {fp.tmp}"]
