@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 from payline.config import Config
-from payline.stack import StackError, flink_bin, flink_env, render_flink_conf
+from payline.stack import StackError, flink_bin, flink_env, flink_rest, render_flink_conf
+
+# RocksDB's share of a slot below which its write buffers are a few MB and it flushes its
+# memtables constantly (the TaskManager log says so; bench/RESULTS.md, 2026-11-27: a job
+# 40 s behind at 3 000 events/s). Flink's default fraction gives ~125 MiB per slot here.
+MIN_ROCKSDB_SLOT_MANAGED_BYTES = 64 * 1024 * 1024
 
 
 def connector_jars(cfg: Config) -> list[Path]:
@@ -33,10 +39,39 @@ def run_command(cfg: Config, python_file: Path, job_args: list[str], *, detached
     return cmd
 
 
+def rocksdb_memory_warning(cfg: Config, taskmanagers: dict | None) -> str | None:
+    """A one-line warning when this configuration's jobs keep RocksDB state but a TaskManager
+    of the cluster (``GET /taskmanagers``) has too little managed memory per slot for it: a
+    cluster started with ``flink.state_backend = "hashmap"`` (5 % managed memory) and not
+    restarted after the switch. None when all is well or the cluster cannot be asked."""
+    if cfg.flink.state_backend != "rocksdb" or not taskmanagers:
+        return None
+    for tm in taskmanagers.get("taskmanagers", []):
+        managed = tm.get("memoryConfiguration", {}).get("managedMemory")
+        slots = tm.get("slotsNumber") or 1
+        if managed is not None and managed / slots < MIN_ROCKSDB_SLOT_MANAGED_BYTES:
+            return (f"flink: warning: TaskManager {tm.get('id')} has "
+                    f"{managed / slots / 2**20:.0f} MiB of managed memory per slot, too little "
+                    f"for RocksDB state (flink.state_backend = \"rocksdb\"): its memtables "
+                    f"would flush constantly. Was the cluster started for heap state? Restart "
+                    f"it with this configuration (`payline down`, `payline up`)")
+    return None
+
+
+def warn_if_memory_misfits(cfg: Config) -> None:
+    """Before a deploy: :func:`rocksdb_memory_warning`, on stderr."""
+    warning = rocksdb_memory_warning(cfg, flink_rest(cfg, "/taskmanagers"))
+    if warning:
+        print(warning, file=sys.stderr)
+
+
 def flink_run(cfg: Config, python_file: Path, job_args: list[str], *, detached: bool = False,
               timeout_s: float | None = None, **kw) -> subprocess.CompletedProcess:
-    """Submit a Python job with the wheel's `flink run`; raises StackError when it fails."""
+    """Submit a Python job with the wheel's `flink run`; raises StackError when it fails.
+    Warns on stderr when the cluster's memory does not fit this configuration's state
+    backend (:func:`rocksdb_memory_warning`)."""
     render_flink_conf(cfg)  # the client reads rest.address/port from FLINK_CONF_DIR
+    warn_if_memory_misfits(cfg)
     cmd = run_command(cfg, python_file, job_args, detached=detached, **kw)
     proc = subprocess.run(cmd, env=flink_env(cfg), capture_output=True, text=True,
                           timeout=timeout_s, cwd=cfg.root)

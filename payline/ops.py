@@ -331,11 +331,12 @@ def current_deployment(cfg: Config, job: str) -> dict | None:
 def _client(cfg: Config, manifest: dict, parallelism: int | None, from_savepoint: str | None,
             job_args: list[str], allow_non_restored: bool = False) -> tuple[list[str], dict]:
     """The `flink run -d` command line of a release, and its environment."""
-    from payline.flink_cli import connector_jars
+    from payline.flink_cli import connector_jars, warn_if_memory_misfits
     from payline.stack import flink_bin, flink_env, render_flink_conf
 
     rel = release_dir(cfg, manifest["job"], manifest["version"])
     render_flink_conf(cfg)
+    warn_if_memory_misfits(cfg)
     cmd = [flink_bin("flink"), "run", "-d", *cfg.flink.run_options()]
     if from_savepoint:
         cmd += ["-s", from_savepoint]

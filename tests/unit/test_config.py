@@ -158,3 +158,22 @@ def test_working_dirs_are_in_the_run_dir_and_cleared_once_no_process_of_the_clus
     stack.clear_working_dirs(fp, said.append)
     assert not any(fp.tmp.iterdir())
     assert said == [f"flink: removed the working files of 1 TaskManager from {fp.tmp}"]
+
+
+def test_a_rocksdb_job_on_a_cluster_started_for_heap_state_is_warned_about():
+    from payline.flink_cli import rocksdb_memory_warning
+
+    def cluster(managed_bytes, slots=8):  # the shape of GET /taskmanagers
+        return {"taskmanagers": [{"id": "tm-1", "slotsNumber": slots,
+                                  "memoryConfiguration": {"managedMemory": managed_bytes}}]}
+
+    rocksdb = config.load()
+    heap = config.load(overrides=["flink.state_backend=hashmap"])
+    # managed memory of the 3 GiB TaskManager with fraction 0.4 (RocksDB) and 0.05 (heap)
+    started_for_rocksdb, started_for_heap = cluster(1_052_267_001), cluster(131_533_375)
+    assert rocksdb_memory_warning(rocksdb, started_for_rocksdb) is None
+    warning = rocksdb_memory_warning(rocksdb, started_for_heap)
+    assert "tm-1" in warning and "16 MiB" in warning and "payline up" in warning
+    assert "\n" not in warning
+    assert rocksdb_memory_warning(heap, started_for_heap) is None
+    assert rocksdb_memory_warning(rocksdb, None) is None  # the cluster did not answer
