@@ -72,6 +72,8 @@ def test_overlay_file_is_merged(tmp_path: Path):
         ("kafka.controller_port=9092", "conf: kafka.controller_port must differ from kafka.port"),
         ("contract.currencies=USD,euro", "conf: contract.currencies has 'euro'"),
         ("event_time.window_ms=1500", "conf: event_time.window_ms must be whole seconds"),
+        ("fraud.medium_alerts_linger_ms=-1",
+         "conf: fraud.medium_alerts_linger_ms must be an integer in 0..10000, got -1"),
     ],
 )
 def test_bad_value_is_refused_with_a_message_naming_the_key(override, message):
@@ -177,3 +179,21 @@ def test_a_rocksdb_job_on_a_cluster_started_for_heap_state_is_warned_about():
     assert "\n" not in warning
     assert rocksdb_memory_warning(heap, started_for_heap) is None
     assert rocksdb_memory_warning(rocksdb, None) is None  # the cluster did not answer
+
+
+def test_high_alerts_are_sent_at_once_and_medium_ones_may_share_a_request():
+    from jobs.streaming.fraud import create_sinks
+
+    class Tables:  # records the DDL create_sinks runs
+        def __init__(self):
+            self.ddl = {}
+
+        def execute_sql(self, sql):
+            self.ddl[sql.split("TABLE")[1].split("(")[0].strip()] = " ".join(sql.split())
+
+    tables = Tables()
+    sinks = create_sinks(tables, config.load(overrides=["fraud.medium_alerts_linger_ms=35"]))
+    assert "'properties.linger.ms' = '0'" in tables.ddl[sinks["high"]]
+    assert "'properties.linger.ms' = '35'" in tables.ddl[sinks["medium"]]
+    assert "at-least-once" in tables.ddl[sinks["medium"]]
+    assert "linger" not in tables.ddl[sinks["dlq"]] and "exactly-once" in tables.ddl[sinks["dlq"]]
