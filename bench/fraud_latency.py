@@ -142,8 +142,8 @@ def main(argv=None) -> int:
     # the profiles are in and the accounts topic has gone idle (until event_time.idleness_ms
     # after its last record it holds the watermark back). Planned for that start, the
     # generator's records are sent as they are (its bad ones stay bad).
-    lead_s = cfg.event_time.idleness_ms / 1000 + 2 + PROFILES_S
-    start_ms = int((time.time() + lead_s) * 1000)
+    planned_at = time.time()
+    start_ms = int((planned_at + cfg.event_time.idleness_ms / 1000 + 2 + PROFILES_S) * 1000)
     count = int(args.rate * args.seconds)
     opts = generator.Options(
         seed=3, start_ms=start_ms, rate_per_s=args.rate, count=count, accounts=args.accounts,
@@ -156,7 +156,7 @@ def main(argv=None) -> int:
     for r in profiles:
         prod.produce(r.topic, key=r.key, value=r.value)
     prod.flush(60)
-    late_s = time.time() - (start_ms / 1000 - lead_s + PROFILES_S)
+    late_s = time.time() - planned_at - PROFILES_S
     if late_s > 0:
         print(f"fraud_latency: sending {len(profiles):,} profiles took {late_s:.1f} s more than "
               f"the {PROFILES_S} s planned; the accounts topic may still hold the watermark "

@@ -245,6 +245,16 @@ def expire(state: RuleState, watermark_ms: int, window_ms: int,
         state.silent_until_ms = None
 
 
+def last_event_ms(state: RuleState, params: FraudParams = DEFAULT_PARAMS) -> int | None:
+    """The event time of the newest transaction ``state`` still remembers (the one that began
+    a VELOCITY silence counts too); :meth:`FraudParams.idle_after_ms` after it, :func:`expire`
+    leaves the state empty. None for an empty state."""
+    times = [r[0] for r in state.recent]
+    if state.silent_until_ms is not None:
+        times.append(state.silent_until_ms - params.velocity_silence_ms)
+    return max(times, default=None)
+
+
 def advance(state: RuleState, pending: list[dict], versions: dict[int, Profile] | None,
             watermark_ms: int, window_ms: int,
             params: FraudParams = DEFAULT_PARAMS) -> tuple[list[Alert], list[dict]]:

@@ -364,7 +364,8 @@ class EvaluateRules(KeyedProcessFunction):
                 self._arm_idle_timer(ctx, watermark)
         else:  # the idle timer: empty now, or again later
             fraud.expire(state, watermark, self.window_ms, self.params)
-            kept = []  # the event times of what is still remembered
+            last = fraud.last_event_ms(state, self.params)
+            kept = [] if last is None else [last]  # event times of what is still remembered
             if not self.behind.is_empty():
                 horizon = watermark - self.params.idle_after_ms(self.window_ms)
                 for t, ms in list(self.behind.items()):
@@ -372,9 +373,6 @@ class EvaluateRules(KeyedProcessFunction):
                         self.behind.remove(t)
                     else:
                         kept.append(ms)
-            kept += [r[0] for r in state.recent]
-            if state.silent_until_ms is not None:
-                kept.append(state.silent_until_ms - self.params.velocity_silence_ms)
             if kept:
                 # again once the newest of it can go, not one idle period after this timer:
                 # the idle timer of a late transaction from years back would otherwise walk

@@ -211,11 +211,12 @@ def test_state_of_an_idle_account_goes_to_empty():
     alerts, waiting = f.advance(state, burst, None, T0 + 200, WINDOW)
     assert {a.rule for a in alerts} == {"VELOCITY", "SMALL_THEN_LARGE"}
     assert waiting == [] and not state.is_empty()
+    assert f.last_event_ms(state) == T0 + 200  # the idle timer is armed from it
     idle = T0 + 200 + P.idle_after_ms(WINDOW)
     f.advance(state, [], None, idle - 1, WINDOW)
     assert not state.is_empty()
     f.advance(state, [], None, idle, WINDOW)
-    assert state.is_empty()
+    assert state.is_empty() and f.last_event_ms(state) is None
 
 
 def test_forgetting_an_idle_account_changes_no_later_decision():
