@@ -166,6 +166,26 @@ def large_amount(txn: dict, params: FraudParams = DEFAULT_PARAMS) -> Alert | Non
                   "threshold_cents": params.large_amount_cents})
 
 
+def large_amount_sql(params: FraudParams, detected_at_ms_sql: str) -> tuple[str, str]:
+    """:func:`large_amount` in Flink SQL, over the columns ``txn_id``, ``account_id``,
+    ``amount_cents``, ``currency`` and ``event_time_ms``: (the condition, the alert's
+    payments.alerts value). The value is :meth:`Alert.record` of the same alert, field for
+    field (Flink's ``JSON_OBJECT`` orders keys by name), with ``alert_id`` as :func:`alert_id`
+    computes it (SHA-256 of
+    ``LARGE_AMOUNT|<txn_id>``, hex, first 32 characters). The fraud job sends these alerts from
+    SQL, ahead of its keyed Python operator (jobs/streaming/fraud.py);
+    tests/integration/test_fraud_job.py holds the two forms to the same records."""
+    condition = f"amount_cents >= {params.large_amount_cents}"
+    record = f"""JSON_OBJECT(
+      'alert_id' VALUE SUBSTRING(SHA256(CONCAT('{LARGE_AMOUNT}|', txn_id)) FROM 1 FOR 32),
+      'rule' VALUE '{LARGE_AMOUNT}', 'severity' VALUE '{SEVERITY[LARGE_AMOUNT]}',
+      'account_id' VALUE account_id, 'txn_ids' VALUE JSON_ARRAY(txn_id),
+      'event_time_ms' VALUE event_time_ms, 'detected_at_ms' VALUE {detected_at_ms_sql},
+      'details' VALUE JSON_OBJECT('amount_cents' VALUE amount_cents, 'currency' VALUE currency,
+                                  'threshold_cents' VALUE {params.large_amount_cents}))"""
+    return condition, record
+
+
 # --- the ordered rules -------------------------------------------------------------------------
 
 

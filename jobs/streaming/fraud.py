@@ -17,8 +17,9 @@ Shape:
     transactions: Kafka -> validate_txn (Python UDF) -> dedup (SQL OVER) -> accepted
                   (late ones only remembered: they take part in no rule)
     accounts:     Kafka -> validate_profile (Python UDF) -> profile versions | DLQ rows
-      -> one stream keyed by account_id -> evaluate-rules (Python, keyed state, timers)
-           LARGE_AMOUNT at once, on arrival                 -> main output  -> alerts sink (high)
+      -> one stream of (account_id, record)
+         -> LARGE_AMOUNT (SQL, udfs.fraud.large_amount_sql) on arrival -> alerts sink (on arrival)
+         -> keyed by account_id -> evaluate-rules (Python, keyed state, timers)
            buffered until the watermark passes each txn:
              SMALL_THEN_LARGE, FOREIGN_HIGH_RISK (high)     -> main output  -> alerts sink (high)
              VELOCITY (medium)                              -> side output  -> alerts sink (medium)
@@ -26,7 +27,12 @@ Shape:
 
 Priority: high-severity alerts never queue behind medium ones. They are emitted first for a
 record or timer, and they leave through their own Kafka sink (own producer, own buffers), so a
-burst of VELOCITY alerts fills only the medium sink's queue.
+burst of VELOCITY alerts fills only the medium sink's queue. LARGE_AMOUNT, the one rule that
+needs no history, does not pass the keyed Python operator at all: the JVM picks its
+transactions out before the stream is keyed and sends the alerts through a third sink, so they
+wait neither behind the operator's input queue nor behind its timers (bench/RESULTS.md,
+2026-11-27 07:00). The operator sends a second copy (same alert_id) only when transactions
+behind its watermark are near, to name them in ``details``.
 
 Keyed state per account (typed, no pickles), and its way out:
   ``pending_slots``  transactions waiting for the watermark, by rule-timer slot
@@ -282,11 +288,12 @@ class EvaluateRules(KeyedProcessFunction):
                        if near else a)
         return out
 
-    def _emit(self, alerts):
+    def _emit(self, alerts, counted: bool = False):
         now = int(self.clock() * 1000)
         alerts = self._behind_near(alerts)
         for alert in sorted(alerts, key=lambda a: a.severity != fraud.HIGH):
-            self.alerts[alert.rule].inc()
+            if not counted:
+                self.alerts[alert.rule].inc()
             out = Row(alert.account_id, alert.record(now))
             if alert.severity == fraud.HIGH:
                 yield out
@@ -308,9 +315,15 @@ class EvaluateRules(KeyedProcessFunction):
                 self.behind_watermark.inc()
                 self.behind.put(txn_id, t)
             if amount >= self.params.large_amount_cents:
-                yield from self._emit([fraud.large_amount(
+                # sent already, from SQL (large_amount_alerts); a second copy, same alert_id,
+                # only to name transactions behind the watermark near it (for the
+                # reconciliation's explanations, which read every copy)
+                alert = fraud.large_amount(
                     {"txn_id": txn_id, "account_id": row[1], "amount_cents": amount,
-                     "currency": currency, "event_time_ms": t}, self.params)])
+                     "currency": currency, "event_time_ms": t}, self.params)
+                self.alerts[fraud.LARGE_AMOUNT].inc()
+                if self._behind_near([alert])[0] is not alert:
+                    yield from self._emit([alert], counted=True)
             slot = self._grid(t)
             waiting = self.slots.get(slot)
             entry = json.dumps([txn_id, kind, amount, currency, t, country],
@@ -410,12 +423,32 @@ def key_by_account(t_env, rule_input):
     keyed = stream._j_data_stream.keyBy(
         jvm.org.apache.flink.streaming.api.functions.python.KeyByKeySelector(),
         Types.ROW([Types.STRING()]).get_java_type_info())
-    return KeyedStream(keyed, record_type, stream)
+    return KeyedStream(keyed, record_type, stream), stream
+
+
+def large_amount_alerts(t_env, pairs, cfg):
+    """LARGE_AMOUNT, from the ``(account_id, record)`` pairs before they are keyed, in SQL
+    (``udfs.fraud.large_amount_sql``): the JVM picks the accepted on-time transactions at or
+    above the threshold out of the stream and builds their alerts, so they wait neither in
+    the keyed operator's input queue nor behind its timers (1 % of the transactions; the rest
+    never meet Python on this path)."""
+    t_env.create_temporary_view("rule_pairs", t_env.from_data_stream(pairs))
+    columns = ", ".join(f"f1.f{RULE_INPUT.index(n)} AS {n}" for n in
+                        ("rec", "txn_id", "account_id", "amount_cents", "currency",
+                         "event_time_ms"))
+    condition, record = fraud.large_amount_sql(cfg.fraud.params(),
+                                               epoch_ms_sql("CURRENT_TIMESTAMP"))
+    return t_env.sql_query(f"""
+      SELECT account_id AS key, {record} AS `value`
+      FROM (SELECT {columns} FROM rule_pairs)
+      WHERE rec = '{TXN}' AND {condition}
+    """)
 
 
 def build_pipeline(t_env, transactions: str, accounts: str, sinks: dict[str, str], cfg):
     """Wire the rules from the raw ``transactions`` and ``accounts`` tables into the ``sinks``
-    tables (by output: high, medium, dlq). Creates no connector; returns the statement set."""
+    tables (by output: high, medium, dlq, on_arrival). Creates no connector; returns the
+    statement set."""
     routed = create_routed_view(t_env, transactions, cfg)
     t_env.create_temporary_function("validate_profile", udf(
         ValidateProfile(config_mod.contract_rules(cfg)),
@@ -452,7 +485,8 @@ def build_pipeline(t_env, transactions: str, accounts: str, sinks: dict[str, str
     """)
     assert tuple(rule_input.get_schema().get_field_names()) == RULE_INPUT
     tags = {"medium": OutputTag("medium", SINK_ROW), "dlq": OutputTag("dlq", SINK_ROW)}
-    high = (key_by_account(t_env, rule_input)
+    keyed, pairs = key_by_account(t_env, rule_input)
+    high = (keyed
             .process(EvaluateRules(cfg.fraud.params(), cfg.event_time.window_ms,
                                    cfg.fraud.timer_coalesce_ms, tags), output_type=SINK_ROW)
             .name("evaluate-rules").uid("evaluate-rules"))
@@ -462,23 +496,29 @@ def build_pipeline(t_env, transactions: str, accounts: str, sinks: dict[str, str
         high.get_side_output(tags["medium"])))
     statements.add_insert(sinks["dlq"], t_env.from_data_stream(
         high.get_side_output(tags["dlq"])))
+    # last: the plan nodes above keep their ids, and with them their uids
+    statements.add_insert(sinks["on_arrival"], large_amount_alerts(t_env, pairs, cfg))
     return statements
 
 
 def create_sinks(t_env, cfg) -> dict[str, str]:
-    """Two at-least-once alert sinks (one per severity, so high never waits behind medium) and
-    the exactly-once DLQ sink for bad profiles; returns their table names by output."""
+    """Three at-least-once alert sinks (the keyed operator's one per severity, so high never
+    waits behind medium, and LARGE_AMOUNT's on arrival) and the exactly-once DLQ sink for bad
+    profiles; returns their table names by output."""
     columns = "key STRING, `value` STRING"
-    # high: each alert at once (Kafka 4's producer waits 5 ms); medium: batched a little
-    # (fraud.medium_alerts_linger_ms), fewer requests for the broker on the same machine
-    linger = {"alerts_high": 0, "alerts_medium": cfg.fraud.medium_alerts_linger_ms}
+    # high and on arrival: each alert at once (Kafka 4's producer waits 5 ms); medium: batched
+    # a little (fraud.medium_alerts_linger_ms), fewer requests for the broker on the same
+    # machine
+    linger = {"alerts_high": 0, "alerts_medium": cfg.fraud.medium_alerts_linger_ms,
+              "alerts_on_arrival": 0}
     for name, ms in linger.items():
         t_env.execute_sql(sink_ddl(cfg, JOB_NAME, name, cfg.topics.alerts, columns, "key",
                                    "raw", exactly_once=False,
                                    extra=f"'properties.linger.ms' = '{ms}',"))
     t_env.execute_sql(sink_ddl(cfg, JOB_NAME, "profile_dead_letters", cfg.topics.dlq, columns,
                                "key", "raw"))
-    return {"high": "alerts_high", "medium": "alerts_medium", "dlq": "profile_dead_letters"}
+    return {"high": "alerts_high", "medium": "alerts_medium", "dlq": "profile_dead_letters",
+            "on_arrival": "alerts_on_arrival"}
 
 
 def configure_fault_tolerance(env, cfg) -> None:

@@ -189,6 +189,18 @@ def test_alerts_equal_the_independently_computed_ones(stack_conf, stack_cfg):
     details = {a["rule"]: a["details"] for a in alerts}
     assert details["LARGE_AMOUNT"] == {"amount_cents": 1_000_000, "currency": "EUR",
                                        "threshold_cents": 1_000_000}
+    # LARGE_AMOUNT is built in SQL (udfs.fraud.large_amount_sql): the record that
+    # udfs.fraud.Alert.record writes for the same alert, alert_id included, value for value
+    # and type for type (Flink's JSON_OBJECT orders the keys by name)
+    large = [r.value for r in read_all(cfg, topics["alerts"])
+             if json.loads(r.value)["rule"] == "LARGE_AMOUNT"]
+    assert large
+    for value in large:
+        a = json.loads(value)
+        alert = fraud.Alert(a["rule"], a["account_id"], tuple(a["txn_ids"]),
+                            a["event_time_ms"], a["details"])
+        assert (json.dumps(a, sort_keys=True)
+                == json.dumps(json.loads(alert.record(a["detected_at_ms"])), sort_keys=True))
     assert details["SMALL_THEN_LARGE"] in (
         {"small_amount_cents": 99, "large_amount_cents": 50000, "gap_ms": 60000},
         {"small_amount_cents": 50, "large_amount_cents": 60000, "gap_ms": 0})

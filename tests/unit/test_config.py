@@ -194,6 +194,7 @@ def test_high_alerts_are_sent_at_once_and_medium_ones_may_share_a_request():
     tables = Tables()
     sinks = create_sinks(tables, config.load(overrides=["fraud.medium_alerts_linger_ms=35"]))
     assert "'properties.linger.ms' = '0'" in tables.ddl[sinks["high"]]
+    assert "'properties.linger.ms' = '0'" in tables.ddl[sinks["on_arrival"]]
     assert "'properties.linger.ms' = '35'" in tables.ddl[sinks["medium"]]
     assert "at-least-once" in tables.ddl[sinks["medium"]]
     assert "linger" not in tables.ddl[sinks["dlq"]] and "exactly-once" in tables.ddl[sinks["dlq"]]

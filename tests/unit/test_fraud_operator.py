@@ -194,8 +194,24 @@ def test_out_of_order_arrival_within_the_bound_gives_the_batch_replays_alerts(ro
         seen = max(seen, t["event_time_ms"])
         out += h.advance(seen - 5000 - 1)
     out += h.advance(T0 + 150_000 + 10 * WINDOW)
-    assert alert_ids(out) == sorted(a.alert_id for a in f.alerts_of(txns))
+    # LARGE_AMOUNT leaves from SQL, before this operator (test_fraud_job.py runs that part)
+    assert alert_ids(out) == sorted(a.alert_id for a in f.alerts_of(txns)
+                                    if a.rule != f.LARGE_AMOUNT)
     assert h.empty(), "an account idle past every look-back keeps no state"
+
+
+def test_large_amount_is_sent_again_by_the_operator_only_to_name_a_transaction_behind_it():
+    h = Harness(operator())
+    h.element(rule_row(txn(0, 0, 1_000)))
+    h.advance(T0 + 5_000)
+    assert h.element(rule_row(txn(1, 6_000, 1_000_000))) == [], "sent from SQL, not here"
+    behind = txn(2, 4_000, 1_000)  # behind the watermark of 5 000
+    h.element(rule_row(behind))
+    large = txn(3, 7_000, 2_000_000)
+    [(key, record)] = h.element(rule_row(large))
+    alert = json.loads(record)
+    assert key == "a-1" and alert["alert_id"] == f.large_amount(large).alert_id
+    assert alert["details"][f.BEHIND_KEY] == [behind["txn_id"]]
 
 
 def test_a_held_back_watermark_costs_one_read_per_transaction_when_it_catches_up():
