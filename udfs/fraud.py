@@ -171,10 +171,10 @@ def large_amount_sql(params: FraudParams, detected_at_ms_sql: str) -> tuple[str,
     ``amount_cents``, ``currency`` and ``event_time_ms``: (the condition, the alert's
     payments.alerts value). The value is :meth:`Alert.record` of the same alert, field for
     field (Flink's ``JSON_OBJECT`` orders keys by name), with ``alert_id`` as :func:`alert_id`
-    computes it (SHA-256 of
-    ``LARGE_AMOUNT|<txn_id>``, hex, first 32 characters). The fraud job sends these alerts from
-    SQL, ahead of its keyed Python operator (jobs/streaming/fraud.py);
-    tests/integration/test_fraud_job.py holds the two forms to the same records."""
+    computes it (SHA-256 of ``LARGE_AMOUNT|<txn_id>``, hex, first 32 characters). The fraud
+    job sends these alerts from SQL, ahead of its keyed Python operator
+    (jobs/streaming/fraud.py); tests/integration/test_fraud_job.py holds the two forms to the
+    same records."""
     condition = f"amount_cents >= {params.large_amount_cents}"
     record = f"""JSON_OBJECT(
       'alert_id' VALUE SUBSTRING(SHA256(CONCAT('{LARGE_AMOUNT}|', txn_id)) FROM 1 FOR 32),

@@ -288,12 +288,14 @@ class EvaluateRules(KeyedProcessFunction):
                        if near else a)
         return out
 
-    def _emit(self, alerts, counted: bool = False):
+    def _emit(self, alerts):
+        for alert in alerts:
+            self.alerts[alert.rule].inc()
+        yield from self._send(self._behind_near(alerts))
+
+    def _send(self, alerts):
         now = int(self.clock() * 1000)
-        alerts = self._behind_near(alerts)
         for alert in sorted(alerts, key=lambda a: a.severity != fraud.HIGH):
-            if not counted:
-                self.alerts[alert.rule].inc()
             out = Row(alert.account_id, alert.record(now))
             if alert.severity == fraud.HIGH:
                 yield out
@@ -322,8 +324,9 @@ class EvaluateRules(KeyedProcessFunction):
                     {"txn_id": txn_id, "account_id": row[1], "amount_cents": amount,
                      "currency": currency, "event_time_ms": t}, self.params)
                 self.alerts[fraud.LARGE_AMOUNT].inc()
-                if self._behind_near([alert])[0] is not alert:
-                    yield from self._emit([alert], counted=True)
+                [named] = self._behind_near([alert])
+                if named is not alert:
+                    yield from self._send([named])
             slot = self._grid(t)
             waiting = self.slots.get(slot)
             entry = json.dumps([txn_id, kind, amount, currency, t, country],
@@ -402,7 +405,8 @@ class EvaluateRules(KeyedProcessFunction):
 
 
 def key_by_account(t_env, rule_input):
-    """``rule_input`` as a stream keyed by account_id, with no Python on the way.
+    """``rule_input`` as a stream keyed by account_id, with no Python on the way, and the
+    ``(account_id, record)`` stream before it is keyed.
 
     PyFlink's ``key_by`` puts a Python operator in front of the keyed one that only turns each
     record into ``Row(key, record)`` (the shape its keyed operators take), then keys that by

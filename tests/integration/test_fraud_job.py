@@ -192,11 +192,9 @@ def test_alerts_equal_the_independently_computed_ones(stack_conf, stack_cfg):
     # LARGE_AMOUNT is built in SQL (udfs.fraud.large_amount_sql): the record that
     # udfs.fraud.Alert.record writes for the same alert, alert_id included, value for value
     # and type for type (Flink's JSON_OBJECT orders the keys by name)
-    large = [r.value for r in read_all(cfg, topics["alerts"])
-             if json.loads(r.value)["rule"] == "LARGE_AMOUNT"]
+    large = [a for a in alerts if a["rule"] == "LARGE_AMOUNT"]
     assert large
-    for value in large:
-        a = json.loads(value)
+    for a in large:
         alert = fraud.Alert(a["rule"], a["account_id"], tuple(a["txn_ids"]),
                             a["event_time_ms"], a["details"])
         assert (json.dumps(a, sort_keys=True)
