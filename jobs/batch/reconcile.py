@@ -334,32 +334,38 @@ def validated(raw, rules: contract.Rules):
             .mapInArrow(validate_batches(rules), SPARK_TXN_SCHEMA))
 
 
-def dedup(valid, horizon_ms: int):
-    """``udfs.semantics.dedup_decision`` over valid rows, as SQL (``dedup_decision_sql``):
-    processing order is (partition, offset) within a txn_id. ``cross_partition``: its copies
-    came on more than one partition, so which copy is first depends on how the stream
-    interleaved the partitions (§3)."""
+def dedup(checked, horizon_ms: int):
+    """``udfs.semantics.dedup_decision`` over the valid rows of ``checked`` (``validated``), as
+    SQL (``dedup_decision_sql``): processing order is (partition, offset) within a txn_id.
+    ``outcome``: the decision, or an invalid row's error class (invalid rows take no part: their
+    txn_id is null). ``cross_partition``: a valid row whose txn_id's copies came on more than
+    one partition, so which copy is first depends on how the stream interleaved the partitions
+    (§3). One pass over valid and invalid rows alike, so the validation is read once."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
+    valid = F.col("error_class").isNull()
+    # the invalid rows make one group (null txn_id), which the window spills if it is large;
+    # spreading them by a second partition expression made the 10 M run 20 s slower
     ordered = Window.partitionBy("txn_id").orderBy("partition", "offset")
     whole = ordered.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
-    return (valid.withColumn("fingerprint", F.expr(semantics.fingerprint_sql()))
+    return (checked.withColumn("fingerprint", F.expr(semantics.fingerprint_sql()))
             .withColumn("copies", F.row_number().over(ordered))
             .withColumn("first_fingerprint", F.first("fingerprint").over(ordered))
             .withColumn("first_event_time_ms", F.first("event_time_ms").over(ordered))
-            .withColumn("cross_partition",
-                        F.min("partition").over(whole) != F.max("partition").over(whole))
-            .withColumn("outcome", F.expr(semantics.dedup_decision_sql(
-                horizon_ms, "copies", "first_fingerprint", "first_event_time_ms")))
+            .withColumn("cross_partition", valid & (
+                F.min("partition").over(whole) != F.max("partition").over(whole)))
+            .withColumn("outcome", F.coalesce(F.col("error_class"), F.expr(
+                semantics.dedup_decision_sql(horizon_ms, "copies", "first_fingerprint",
+                                             "first_event_time_ms"))))
             .drop("fingerprint", "copies", "first_fingerprint", "first_event_time_ms"))
 
 
 def recompute(spark, cfg, start_ms: int, end_ms: int, replay_from: int) -> dict:
-    """The batch side, lazily: the raw transactions validated (``checked``), deduplicated with
-    their windows from ``replay_from`` (``wide``) and within the interval (``deduped``), the
-    interval's invalid records by arrival time, the accepted transactions and their
-    aggregates per key and window."""
+    """The batch side, lazily: the raw transactions validated and deduplicated, the valid ones
+    with their windows from ``replay_from`` and the interval's invalid ones by arrival time
+    (``wide``, cached), the valid ones within the interval (``deduped``), the invalid ones
+    (``invalid``), the accepted transactions and their aggregates per key and window."""
     from pyspark.sql import functions as F
 
     w = cfg.event_time.window_ms
@@ -370,11 +376,15 @@ def recompute(spark, cfg, start_ms: int, end_ms: int, replay_from: int) -> dict:
     if raw is None:
         raise UsageError(f"no raw log of {t.transactions} under {cfg.paths.raw_dir}")
 
-    # validated once: the valid rows feed the dedup, the invalid ones the DLQ counts
-    checked = validated(raw, config_mod.contract_rules(cfg)).cache()
-    deduped = dedup(checked.where("error_class IS NULL"), cfg.contract.dedup_horizon_ms)
-    wide = (deduped.withColumn("window_start_ms", window_start_of("event_time_ms", w))
-            .where(between(F.col("window_start_ms"), replay_from, end_ms)).cache())
+    # validated and deduplicated in one pass, cached once (10 M events: 5 s less than caching
+    # the validation too); the invalid rows keep their error class as the outcome
+    checked = validated(raw, config_mod.contract_rules(cfg))
+    decided = dedup(checked, cfg.contract.dedup_horizon_ms).withColumn(
+        "window_start_ms", window_start_of("event_time_ms", w))
+    # valid rows by their window, from replay_from; invalid ones (no event time) by arrival
+    wide = decided.where(F.when(F.col("error_class").isNull(), between(
+        F.col("window_start_ms"), replay_from, end_ms)).otherwise(between(
+            F.col("timestamp_ms"), start_ms, end_ms))).cache()
     deduped = wide.where(between(F.col("window_start_ms"), start_ms, end_ms))
     # batch aggregates: every accepted transaction, late ones included (the stream's late
     # records explain the difference)
@@ -391,8 +401,7 @@ def recompute(spark, cfg, start_ms: int, end_ms: int, replay_from: int) -> dict:
     ).withColumn("window_end_ms", F.col("window_start_ms") + w) \
      .withColumn("net_cents", F.col("purchase_cents") - F.col("refund_cents"))
     return {"wide": wide, "deduped": deduped, "accepted": accepted,
-            "invalid": checked.where("error_class IS NOT NULL")
-                              .where(between(F.col("timestamp_ms"), start_ms, end_ms)),
+            "invalid": wide.where(F.col("error_class").isNotNull()),
             "batch_aggs": batch_aggs}
 
 
@@ -453,16 +462,18 @@ def build(spark, cfg, start_ms: int, end_ms: int) -> dict:
              .fillna({"order_dependent": False}))
     # classify_aggregate's first rule (equal values: MATCH) runs in the JVM for the bulk of
     # the keys, whose two JSON documents (same fields, order and types) are identical; every
-    # other pair goes through the shared function
+    # other pair goes through the shared function. The joined pairs are cached with the JVM's
+    # verdict, so the joins run once (two branches over the uncached join ran them twice:
+    # 10 M events: 58 -> 46 s) and both branches read the cache
     identical = F.coalesce(F.col("stream") == F.col("batch"), F.lit(False))
-    # cached: counted by class here, then written
-    aggregates = pairs.where(identical).withColumn(
-        "reconciliation_class", F.lit(reconcile.MATCH)).unionByName(
-        pairs.where(~identical).mapInPandas(
+    judged = pairs.withColumn("reconciliation_class", F.when(identical, F.lit(reconcile.MATCH))
+                              .cast("string")).cache()
+    aggregates = judged.where(F.col("reconciliation_class").isNotNull()).unionByName(
+        judged.where(F.col("reconciliation_class").isNull()).drop("reconciliation_class")
+        .mapInPandas(
             classify_batches(w),
             "account_id STRING, currency STRING, window_start_ms LONG, batch STRING, "
-            "stream STRING, late STRING, order_dependent BOOLEAN, reconciliation_class STRING")
-    ).cache()
+            "stream STRING, late STRING, order_dependent BOOLEAN, reconciliation_class STRING"))
 
     # alerts: the batch replays the rules over the accepted transactions the stream did not
     # send to late (late ones take part in no rule)

@@ -155,20 +155,22 @@ def test_the_jvm_fast_path_and_the_sql_dedup_decide_as_the_shared_functions(spar
     # the fast path took the canonical records: every value the pattern holds is one
     assert contract.canonical_arrow(pa.array(values, pa.binary())).num_rows == 4
 
-    valid = job.validated(raw, rules).where("error_class IS NULL")
     decided = {r["offset"]: (r["outcome"], r["cross_partition"])
-               for r in job.dedup(valid, 86_400_000).collect()}
+               for r in job.dedup(job.validated(raw, rules), 86_400_000).collect()}
     want, first = {}, {}
     for _partition, offset, _, value in sorted(rows, key=lambda r: (r[0], r[1])):
         v = contract.validate(value, rules)
-        if v.ok:
+        if not v.ok:  # an invalid record keeps its error class and takes no part
+            want[offset] = v.error_class
+            assert decided[offset][1] is False, value
+        else:
             prior = first.get(v.txn["txn_id"])
             want[offset] = semantics.dedup_decision(prior, v.txn, 86_400_000)
             first.setdefault(v.txn["txn_id"], (semantics.fingerprint(v.txn),
                                                v.txn["event_time_ms"]))
     assert {o: d[0] for o, d in decided.items()} == want
-    assert set(want.values()) == {semantics.ACCEPTED, semantics.DUPLICATE,
-                                  "CONFLICTING_DUPLICATE"}
+    assert {semantics.ACCEPTED, semantics.DUPLICATE, "CONFLICTING_DUPLICATE"} < set(
+        want.values())
     # f1 came on both partitions, so which copy is first depends on the stream's interleaving
     assert decided[0][1] is True and decided[len(values) - 1] == (semantics.ACCEPTED, False)
 
