@@ -120,9 +120,10 @@ def classes(out_dir: Path, table: str) -> dict:
 
 
 def test_the_jvm_fast_path_and_the_sql_dedup_decide_as_the_shared_functions(spark):
-    """job.validated (canonical shape in the JVM, the rest through contract.validate) and
-    job.dedup (dedup_decision_sql) against the Python functions, record for record, over
-    canonical, non-canonical and invalid encodings and repeated txn_ids."""
+    """job.validated (the canonical shape over Arrow batches, the rest through
+    contract.validate) and job.dedup (dedup_decision_sql, invalid rows keeping their class)
+    against the Python functions, record for record, over canonical, non-canonical and invalid
+    encodings and repeated txn_ids."""
     base = txn("f1", "a1", 100, 1000)
     values = [
         enc(base), json.dumps(base).encode(),                      # canonical / spaced
