@@ -48,15 +48,29 @@ def fingerprint_sql() -> str:
         for n in FIELD_NAMES) + ")"
 
 
-def dedup_decision_sql(horizon_ms: int, copies: str, first_fingerprint: str,
-                       first_event_time_ms: str, fingerprint_column: str = "fingerprint") -> str:
+def same_fields_sql(first_prefix: str) -> str:
+    """The fingerprint comparison of :func:`dedup_decision` as SQL without building the
+    fingerprints: each of the nine columns equal to the first copy's column
+    ``<first_prefix><name>``. Two valid records have equal fingerprints exactly when their
+    nine fields are equal (an integer's digits are the integer; the separator is in no
+    field), so this decides as the string comparison does, without a 100-byte string per
+    record (the Spark recompute sorts every record with its columns)."""
+    return "(" + " AND ".join(f"{n} = {first_prefix}{n}" for n in FIELD_NAMES) + ")"
+
+
+def dedup_decision_sql(horizon_ms: int, copies: str, first_fingerprint: str | None,
+                       first_event_time_ms: str, fingerprint_column: str = "fingerprint",
+                       same_as_first: str | None = None) -> str:
     """:func:`dedup_decision` as a SQL CASE for a valid record (Flink SQL and Spark SQL alike).
     ``copies`` is the number of valid copies of its txn_id up to and including it in
-    processing order; the ``first_*`` columns are the first copy's."""
+    processing order; the ``first_*`` columns are the first copy's. ``same_as_first``: a
+    condition that stands for the fingerprint comparison (:func:`same_fields_sql`); without
+    it, ``fingerprint_column = first_fingerprint``."""
+    same = same_as_first or f"{fingerprint_column} = {first_fingerprint}"
     return (f"CASE WHEN {copies} = 1"
             f" OR ABS(event_time_ms - {first_event_time_ms}) >= {horizon_ms}"
             f" THEN '{ACCEPTED}'"
-            f" WHEN {fingerprint_column} = {first_fingerprint} THEN '{DUPLICATE}'"
+            f" WHEN {same} THEN '{DUPLICATE}'"
             f" ELSE '{CONFLICTING_DUPLICATE}' END")
 
 

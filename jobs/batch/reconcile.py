@@ -336,11 +336,12 @@ def validated(raw, rules: contract.Rules):
 
 def dedup(checked, horizon_ms: int):
     """``udfs.semantics.dedup_decision`` over the valid rows of ``checked`` (``validated``), as
-    SQL (``dedup_decision_sql``): processing order is (partition, offset) within a txn_id.
-    ``outcome``: the decision, or an invalid row's error class (invalid rows take no part: their
-    txn_id is null). ``cross_partition``: a valid row whose txn_id's copies came on more than
-    one partition, so which copy is first depends on how the stream interleaved the partitions
-    (§3). One pass over valid and invalid rows alike, so the validation is read once."""
+    SQL (``dedup_decision_sql`` with ``same_fields_sql``): processing order is (partition,
+    offset) within a txn_id. ``outcome``: the decision, or an invalid row's error class
+    (invalid rows take no part: their txn_id is null). ``cross_partition``: a valid row whose
+    txn_id's copies came on more than one partition, so which copy is first depends on how the
+    stream interleaved the partitions (§3). One pass over valid and invalid rows alike, so the
+    validation is read once."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -349,16 +350,17 @@ def dedup(checked, horizon_ms: int):
     # spreading them by a second partition expression made the 10 M run 20 s slower
     ordered = Window.partitionBy("txn_id").orderBy("partition", "offset")
     whole = ordered.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
-    return (checked.withColumn("fingerprint", F.expr(semantics.fingerprint_sql()))
-            .withColumn("copies", F.row_number().over(ordered))
-            .withColumn("first_fingerprint", F.first("fingerprint").over(ordered))
-            .withColumn("first_event_time_ms", F.first("event_time_ms").over(ordered))
+    # the first copy's fields, compared field by field (same_fields_sql): a fingerprint
+    # string per record, sorted along with it, made the 10 M run's dedup 2-8 s slower
+    firsts = [F.first(n).over(ordered).alias(f"first_{n}") for n in contract.FIELD_NAMES]
+    decision = semantics.dedup_decision_sql(
+        horizon_ms, "copies", None, "first_event_time_ms",
+        same_as_first=semantics.same_fields_sql("first_"))
+    return (checked.select("*", F.row_number().over(ordered).alias("copies"), *firsts)
             .withColumn("cross_partition", valid & (
                 F.min("partition").over(whole) != F.max("partition").over(whole)))
-            .withColumn("outcome", F.coalesce(F.col("error_class"), F.expr(
-                semantics.dedup_decision_sql(horizon_ms, "copies", "first_fingerprint",
-                                             "first_event_time_ms"))))
-            .drop("fingerprint", "copies", "first_fingerprint", "first_event_time_ms"))
+            .withColumn("outcome", F.coalesce(F.col("error_class"), F.expr(decision)))
+            .drop("copies", *(f"first_{n}" for n in contract.FIELD_NAMES)))
 
 
 def recompute(spark, cfg, start_ms: int, end_ms: int, replay_from: int) -> dict:
@@ -689,18 +691,29 @@ def write(results: dict, out_dir: Path) -> None:
     tmp.rename(out_dir)
 
 
+BATCH_JAVA_OPTIONS = "-XX:+UseParallelGC"
+
+
 def spark_session(master: str | None, app: str = "payline-reconcile",
                   extra: dict[str, str] | None = None):
     """The job's session: ``local[*]`` unless a master is given or spark-submit launched it
     (then spark-submit's own settings, e.g. ``--driver-memory``, apply). ``extra``: more
-    settings, e.g. ``spark.driver.memory`` for a local run (only before the JVM starts)."""
+    settings, e.g. ``spark.driver.memory`` for a local run (only before the JVM starts). A
+    JVM this process starts runs the parallel collector (``BATCH_JAVA_OPTIONS``) unless
+    ``extra`` sets ``spark.driver.extraJavaOptions``."""
     import os
 
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app)
-    for key, value in (extra or {}).items():
+    extra = dict(extra or {})
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:  # this process starts the driver's JVM
+        # the throughput collector for a batch job: 10 M events, the recompute 3-4 s faster
+        # than with Java 17's default G1, whose concurrent threads take one of 2 cores
+        # (bench/RESULTS.md, session 23). Under spark-submit: --driver-java-options
+        extra.setdefault("spark.driver.extraJavaOptions", BATCH_JAVA_OPTIONS)
+    for key, value in extra.items():
         builder = builder.config(key, value)
     if master:
         builder = builder.master(master)

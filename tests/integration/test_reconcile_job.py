@@ -119,6 +119,15 @@ def classes(out_dir: Path, table: str) -> dict:
     return {r["alert_id"]: r["reconciliation_class"] for r in rows}
 
 
+def test_a_session_this_process_starts_runs_the_parallel_collector(spark):
+    """spark_session (the tests' session too) starts the driver's JVM with
+    BATCH_JAVA_OPTIONS: the parallel collector's two collectors, not G1's."""
+    factory = spark.sparkContext._jvm.java.lang.management.ManagementFactory
+    names = {bean.getName() for bean in factory.getGarbageCollectorMXBeans()}
+    assert job.BATCH_JAVA_OPTIONS == "-XX:+UseParallelGC"
+    assert names == {"PS Scavenge", "PS MarkSweep"}, names
+
+
 def test_the_jvm_fast_path_and_the_sql_dedup_decide_as_the_shared_functions(spark):
     """job.validated (the canonical shape over Arrow batches, the rest through
     contract.validate) and job.dedup (dedup_decision_sql, invalid rows keeping their class)

@@ -43,26 +43,39 @@ def test_a_copy_a_whole_horizon_away_from_the_first_is_a_transaction_of_its_own(
     assert s.dedup_decision(first, later, H) == decision
 
 
-def test_the_dedup_decision_as_sql_decides_as_the_function():
-    """dedup_decision_sql (the Flink job's and the Spark recompute's) against dedup_decision,
-    evaluated by SQLite over every case: first copy, duplicate, conflict, horizon edges."""
+@pytest.mark.parametrize("form", ["fingerprint", "fields"])
+def test_the_dedup_decision_as_sql_decides_as_the_function(form):
+    """dedup_decision_sql (the Flink job's with fingerprints, the Spark recompute's with
+    same_fields_sql) against dedup_decision, evaluated by SQLite over every case: first copy,
+    duplicate, a conflict in each field, horizon edges."""
     import sqlite3
 
     first = (s.fingerprint(TXN), TXN["event_time_ms"])
-    cases = [(None, TXN)] + [(first, {**TXN, **change}) for change in (
-        {}, {"amount_cents": 101}, {"event_time_ms": TXN["event_time_ms"] + H - 1},
-        {"event_time_ms": TXN["event_time_ms"] + H}, {"event_time_ms": TXN["event_time_ms"] - H},
-        {"event_time_ms": TXN["event_time_ms"] - H + 1})]
+    changes = [{}, {"event_time_ms": TXN["event_time_ms"] + H - 1},
+               {"event_time_ms": TXN["event_time_ms"] + H},
+               {"event_time_ms": TXN["event_time_ms"] - H},
+               {"event_time_ms": TXN["event_time_ms"] - H + 1}]
+    changes += [{n: (v + 1 if isinstance(v, int) else v + "x")} for n, v in TXN.items()
+                if n != "txn_id"]
+    cases = [(None, TXN)] + [(first, {**TXN, **change}) for change in changes]
     db = sqlite3.connect(":memory:")
-    sql = s.dedup_decision_sql(H, "copies", "first_fp", "first_et")
+    fields = ", ".join(f"? AS first_{n}" for n in TXN) + ", " + ", ".join(
+        f"? AS {n}" for n in TXN if n != "event_time_ms")
+    sql = (s.dedup_decision_sql(H, "copies", "first_fp", "first_event_time_ms")
+           if form == "fingerprint" else
+           s.dedup_decision_sql(H, "copies", None, "first_event_time_ms",
+                                same_as_first=s.same_fields_sql("first_")))
     for prior, txn in cases:
-        copies, first_fp, first_et = ((1, s.fingerprint(txn), txn["event_time_ms"])
-                                      if prior is None else (2, *prior))
+        first_txn = txn if prior is None else TXN
         (got,) = db.execute(
-            f"SELECT {sql} FROM (SELECT ? AS copies, ? AS first_fp, ? AS first_et, "
-            "? AS fingerprint, ? AS event_time_ms)",
-            (copies, first_fp, first_et, s.fingerprint(txn), txn["event_time_ms"])).fetchone()
-        assert got == s.dedup_decision(prior, txn, H), txn
+            f"SELECT {sql} FROM (SELECT ? AS copies, ? AS first_fp, ? AS fingerprint, "
+            f"? AS event_time_ms, {fields})",
+            (1 if prior is None else 2, s.fingerprint(first_txn), s.fingerprint(txn),
+             txn["event_time_ms"], *(first_txn[n] for n in TXN),
+             *(txn[n] for n in TXN if n != "event_time_ms"))).fetchone()
+        assert got == s.dedup_decision(prior, txn, H), (form, txn)
+    assert {s.dedup_decision(p, t, H) for p, t in cases} == {
+        s.ACCEPTED, s.DUPLICATE, "CONFLICTING_DUPLICATE"}
 
 
 @pytest.mark.parametrize("t, start", [(0, 0), (59_999, 0), (60_000, 60_000),
