@@ -61,7 +61,7 @@ def collect(spark, cfg, results: dict) -> dict:
     aggs = spark.read.parquet(str(out_dir / "aggregates.parquet"))
 
     def field(column, name):
-        return F.coalesce(F.get_json_object(column, f"$.{name}").cast("long"), F.lit(0))
+        return F.coalesce(F.col(f"{column}.{name}"), F.lit(0))
 
     windows = [r.asDict() for r in (
         aggs.groupBy("window_start_ms").agg(
@@ -79,8 +79,9 @@ def collect(spark, cfg, results: dict) -> dict:
     def sample(df, order):
         unexplained_first = F.when(F.col("reconciliation_class").isin(*reconcile.UNEXPLAINED),
                                    0).otherwise(1)
-        return [r.asDict() for r in df.where(F.col("reconciliation_class") != reconcile.MATCH)
-                .orderBy(unexplained_first, *order).limit(SAMPLE_ROWS).collect()]
+        rows = (df.where(F.col("reconciliation_class") != reconcile.MATCH)
+                .orderBy(unexplained_first, *order).limit(SAMPLE_ROWS).collect())
+        return [r.asDict(recursive=True) for r in rows]
 
     alerts = spark.read.parquet(str(out_dir / "alerts.parquet"))
     accepted = results["quality_frames"]["accepted_transactions"]
@@ -315,10 +316,10 @@ def _fmt_rate(v: float) -> str:
     return f"{100 * v:.3f} %"
 
 
-def _json_cell(text: str | None) -> str:
-    if text is None:
+def _aggregate_cell(d: dict | None) -> str:
+    """One side's aggregate (a dict of AGGREGATE_FIELDS) in a table cell."""
+    if d is None:
         return '<span class="note">(none)</span>'
-    d = json.loads(text)
     return _e(", ".join(f"{k}={d[k]}" for k in ("txn_count", "net_cents", "max_amount_cents")
                         if k in d))
 
@@ -358,8 +359,8 @@ def page(s: dict, data: dict, charts: dict, links: dict, generated: str) -> str:
                   for k, v in sorted(s["drift"].items(), key=lambda kv: (not kv[1]["drifted"],
                                                                          kv[0]))]
     agg_sample = [[_cls(r["reconciliation_class"]), _e(r["account_id"]), _e(r["currency"]),
-                   _e(iso(r["window_start_ms"])), _json_cell(r["stream"]),
-                   _json_cell(r["batch"]), "yes" if r["order_dependent"] else ""]
+                   _e(iso(r["window_start_ms"])), _aggregate_cell(r["stream"]),
+                   _aggregate_cell(r["batch"]), "yes" if r["order_dependent"] else ""]
                   for r in data["sample_aggregates"]]
     alert_sample = [[_cls(r["reconciliation_class"]), _e(r["alert_id"]), _e(r["rule"]),
                      _e(r["account_id"]), _e(iso(r["event_time_ms"])),

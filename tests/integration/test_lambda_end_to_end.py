@@ -87,9 +87,7 @@ def test_reconciliation_of_both_streaming_jobs_leaves_nothing_unexplained(
     rows = pq.read_table(results["out_dir"] / "aggregates.parquet").to_pylist()
     explained = [r for r in rows if r["reconciliation_class"] == reconcile.EXPLAINED_LATE]
     for r in explained:
-        stream = json.loads(r["stream"]) if r["stream"] else None
-        late = json.loads(r["late"])
-        batch = json.loads(r["batch"])
+        stream, late, batch = r["stream"], r["late"], r["batch"]
         assert late, r
         for field in ("txn_count", "purchase_cents", "refund_cents"):
             added = sum(t["amount_cents"] for t in late if field.startswith(t["kind"]))

@@ -197,6 +197,20 @@ def test_every_difference_of_a_clean_stream_is_explained(spark, tmp_path):
                    ("a4", T0): reconcile.ORDER_DEPENDENT}
     assert s["accounting"] == {"raw_records": 11, "accepted": 7, "duplicates": 1, "dlq": 3,
                                "holds": True}
+    # aggregates.parquet: each side's aggregate as a typed struct, the stream's late
+    # transactions of the key and window as a list of them
+    table = pq.read_table(results["out_dir"] / "aggregates.parquet")
+    for column in ("stream", "batch"):
+        side = table.schema.field(column).type
+        assert pa.types.is_struct(side), column
+        assert [(f.name, str(f.type)) for f in side] == [
+            (f, "string" if f in ("account_id", "currency") else "int64")
+            for f in semantics.AGGREGATE_FIELDS], column
+    a1_key = semantics.aggregate_key("a1", "EUR", T0)
+    (a1,) = [r for r in table.to_pylist() if r["account_id"] == "a1"]
+    assert a1["stream"] == stream_outputs()[0][a1_key].as_dict()
+    assert a1["batch"] == semantics.aggregate(ON_TIME[:2] + [LATE], W)[a1_key].as_dict()
+    assert a1["late"] == [LATE]
     assert s["dlq"]["MALFORMED"] == {"stream": 1, "batch": 1, "class": reconcile.MATCH}
     assert s["dlq"]["CONFLICTING_DUPLICATE"] == {"stream": 2, "batch": 2,
                                                  "class": reconcile.MATCH}
