@@ -358,8 +358,9 @@ def dedup(checked, horizon_ms: int):
     # spreading them by a second partition expression made the 10 M run 20 s slower
     ordered = Window.partitionBy("txn_id").orderBy("partition", "offset")
     whole = ordered.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
-    # the first copy's fields, compared field by field (same_fields_sql): a fingerprint
-    # string per record, sorted along with it, made the 10 M run's dedup 2-8 s slower
+    # the first copy's fields, compared field by field (same_fields_sql), instead of a
+    # fingerprint string per record sorted along with it (10 M events, the dedup alone: 24 s
+    # against 27-32 s, within the noise of a whole run)
     firsts = [F.first(n).over(ordered).alias(f"first_{n}") for n in contract.FIELD_NAMES]
     decision = semantics.dedup_decision_sql(
         horizon_ms, "copies", None, "first_event_time_ms",
@@ -718,7 +719,7 @@ def spark_session(master: str | None, app: str = "payline-reconcile",
     builder = SparkSession.builder.appName(app)
     extra = dict(extra or {})
     if "PYSPARK_GATEWAY_PORT" not in os.environ:  # this process starts the driver's JVM
-        # the throughput collector for a batch job: 10 M events, the recompute 3-4 s faster
+        # the throughput collector for a batch job: 10 M events, the recompute 2-4 s faster
         # than with Java 17's default G1, whose concurrent threads take one of 2 cores
         # (bench/RESULTS.md, session 23). Under spark-submit: --driver-java-options
         extra.setdefault("spark.driver.extraJavaOptions", BATCH_JAVA_OPTIONS)
