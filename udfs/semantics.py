@@ -48,6 +48,13 @@ def fingerprint_sql() -> str:
         for n in FIELD_NAMES) + ")"
 
 
+def same_fingerprint_sql(first_fingerprint: str, fingerprint_column: str = "fingerprint") -> str:
+    """The fingerprint comparison of :func:`dedup_decision` as SQL, over a column of
+    :func:`fingerprint_sql` and the first copy's (the Flink job keeps only that string of the
+    first copy in its dedup state)."""
+    return f"{fingerprint_column} = {first_fingerprint}"
+
+
 def same_fields_sql(first_prefix: str) -> str:
     """The fingerprint comparison of :func:`dedup_decision` as SQL without building the
     fingerprints: each of the nine columns equal to the first copy's column
@@ -58,19 +65,17 @@ def same_fields_sql(first_prefix: str) -> str:
     return "(" + " AND ".join(f"{n} = {first_prefix}{n}" for n in FIELD_NAMES) + ")"
 
 
-def dedup_decision_sql(horizon_ms: int, copies: str, first_fingerprint: str | None,
-                       first_event_time_ms: str, fingerprint_column: str = "fingerprint",
-                       same_as_first: str | None = None) -> str:
+def dedup_decision_sql(horizon_ms: int, copies: str, first_event_time_ms: str,
+                       same_as_first: str) -> str:
     """:func:`dedup_decision` as a SQL CASE for a valid record (Flink SQL and Spark SQL alike).
     ``copies`` is the number of valid copies of its txn_id up to and including it in
-    processing order; the ``first_*`` columns are the first copy's. ``same_as_first``: a
-    condition that stands for the fingerprint comparison (:func:`same_fields_sql`); without
-    it, ``fingerprint_column = first_fingerprint``."""
-    same = same_as_first or f"{fingerprint_column} = {first_fingerprint}"
+    processing order; ``first_event_time_ms`` the first copy's event time; ``same_as_first``
+    the fingerprint comparison with the first copy (:func:`same_fingerprint_sql` or
+    :func:`same_fields_sql`)."""
     return (f"CASE WHEN {copies} = 1"
             f" OR ABS(event_time_ms - {first_event_time_ms}) >= {horizon_ms}"
             f" THEN '{ACCEPTED}'"
-            f" WHEN {same} THEN '{DUPLICATE}'"
+            f" WHEN {same_as_first} THEN '{DUPLICATE}'"
             f" ELSE '{CONFLICTING_DUPLICATE}' END")
 
 

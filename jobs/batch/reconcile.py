@@ -362,9 +362,8 @@ def dedup(checked, horizon_ms: int):
     # fingerprint string per record sorted along with it (10 M events, the dedup alone: 24 s
     # against 27-32 s, within the noise of a whole run)
     firsts = [F.first(n).over(ordered).alias(f"first_{n}") for n in contract.FIELD_NAMES]
-    decision = semantics.dedup_decision_sql(
-        horizon_ms, "copies", None, "first_event_time_ms",
-        same_as_first=semantics.same_fields_sql("first_"))
+    decision = semantics.dedup_decision_sql(horizon_ms, "copies", "first_event_time_ms",
+                                            semantics.same_fields_sql("first_"))
     return (checked.select("*", F.row_number().over(ordered).alias("copies"), *firsts)
             .withColumn("cross_partition", valid & (
                 F.min("partition").over(whole) != F.max("partition").over(whole)))

@@ -214,8 +214,9 @@ def create_routed_view(t_env, source: str, cfg) -> str:
                   THEN TRUE ELSE FALSE END AS late
       FROM (SELECT *,
                    CASE WHEN error_class IS NOT NULL THEN error_class
-                        ELSE {semantics.dedup_decision_sql(horizon, "copies", "first_fingerprint",
-                                                           "first_event_time_ms")}
+                        ELSE {semantics.dedup_decision_sql(
+                          horizon, "copies", "first_event_time_ms",
+                          semantics.same_fingerprint_sql("first_fingerprint"))}
                    END AS outcome,
                    MAX(current_watermark) OVER (
                      PARTITION BY src_partition ORDER BY proctime

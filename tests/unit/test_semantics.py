@@ -61,10 +61,9 @@ def test_the_dedup_decision_as_sql_decides_as_the_function(form):
     db = sqlite3.connect(":memory:")
     fields = ", ".join(f"? AS first_{n}" for n in TXN) + ", " + ", ".join(
         f"? AS {n}" for n in TXN if n != "event_time_ms")
-    sql = (s.dedup_decision_sql(H, "copies", "first_fp", "first_event_time_ms")
-           if form == "fingerprint" else
-           s.dedup_decision_sql(H, "copies", None, "first_event_time_ms",
-                                same_as_first=s.same_fields_sql("first_")))
+    same = (s.same_fingerprint_sql("first_fp") if form == "fingerprint"
+            else s.same_fields_sql("first_"))
+    sql = s.dedup_decision_sql(H, "copies", "first_event_time_ms", same)
     for prior, txn in cases:
         first_txn = txn if prior is None else TXN
         (got,) = db.execute(
