@@ -7,10 +7,7 @@ BIN := $(VENV)/bin
 
 .PHONY: setup jars demo test lint up down status clean
 
-# run/spark-classes.jsa: the batch driver's class-data archive (jobs/batch/class_archive.py)
-CLASS_ARCHIVE := run/spark-classes.jsa
-
-setup: $(VENV)/.installed jars $(CLASS_ARCHIVE)
+setup: $(VENV)/.installed jars
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required"'
@@ -24,11 +21,6 @@ jars: infra/kafka/target/lib/.fetched infra/flink/target/lib/.fetched
 infra/%/target/lib/.fetched: infra/%/pom.xml
 	mvn -q -B -f $< dependency:copy-dependencies
 	touch $@
-
-# a training run of the batch job over a small generated lake (about a minute), again after the
-# Python packages change; the batch runs without it if it is missing
-$(CLASS_ARCHIVE): $(VENV)/.installed
-	$(BIN)/python -m jobs.batch.class_archive --out $@
 
 demo: setup
 	$(BIN)/payline demo

@@ -701,19 +701,6 @@ def write(results: dict, out_dir: Path) -> None:
 
 
 BATCH_JAVA_OPTIONS = "-XX:+UseParallelGC"
-# the class-data archive of a whole run's classes (jobs/batch/class_archive.py, `make setup`)
-CLASS_ARCHIVE = ROOT / "run" / "spark-classes.jsa"
-
-
-def driver_java_options(archive: Path | None = CLASS_ARCHIVE) -> str:
-    """The options of a driver JVM this process starts: the parallel collector, and the
-    class-data archive when it exists (a JVM that cannot map it, e.g. after a Java upgrade,
-    warns and runs without it)."""
-    options = [BATCH_JAVA_OPTIONS]
-    if archive is not None and archive.is_file():
-        options.append(f'"-XX:SharedArchiveFile={archive}"' if " " in str(archive)
-                       else f"-XX:SharedArchiveFile={archive}")
-    return " ".join(options)
 
 
 def spark_session(master: str | None, app: str = "payline-reconcile",
@@ -721,8 +708,8 @@ def spark_session(master: str | None, app: str = "payline-reconcile",
     """The job's session: ``local[*]`` unless a master is given or spark-submit launched it
     (then spark-submit's own settings, e.g. ``--driver-memory``, apply). ``extra``: more
     settings, e.g. ``spark.driver.memory`` for a local run (only before the JVM starts). A
-    JVM this process starts gets ``driver_java_options()`` (the parallel collector, the
-    class-data archive) unless ``extra`` sets ``spark.driver.extraJavaOptions``."""
+    JVM this process starts runs the parallel collector (``BATCH_JAVA_OPTIONS``) unless
+    ``extra`` sets ``spark.driver.extraJavaOptions``."""
     import os
 
     from pyspark.sql import SparkSession
@@ -733,10 +720,8 @@ def spark_session(master: str | None, app: str = "payline-reconcile",
     if "PYSPARK_GATEWAY_PORT" not in os.environ:  # this process starts the driver's JVM
         # the throughput collector for a batch job: 10 M events, the recompute 2-4 s faster
         # than with Java 17's default G1, whose concurrent threads take one of 2 cores
-        # (bench/RESULTS.md, session 23); the class-data archive: the classes a run loads
-        # come parsed and verified, the session's first action about 4 s faster at 10 M
-        # events (session 24). Under spark-submit: --driver-java-options
-        extra.setdefault("spark.driver.extraJavaOptions", driver_java_options())
+        # (bench/RESULTS.md, session 23). Under spark-submit: --driver-java-options
+        extra.setdefault("spark.driver.extraJavaOptions", BATCH_JAVA_OPTIONS)
     for key, value in extra.items():
         builder = builder.config(key, value)
     if master:

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.batch import class_archive, quality
+from jobs.batch import quality
 from jobs.batch import reconcile as job
 from payline import archiver, config
 from udfs import contract, fraud, reconcile, semantics
@@ -126,27 +126,6 @@ def test_a_session_this_process_starts_runs_the_parallel_collector(spark):
     names = {bean.getName() for bean in factory.getGarbageCollectorMXBeans()}
     assert job.BATCH_JAVA_OPTIONS == "-XX:+UseParallelGC"
     assert names == {"PS Scavenge", "PS MarkSweep"}, names
-
-
-def test_a_session_this_process_starts_maps_the_class_archive(spark):
-    """`make setup` builds the class-data archive (jobs/batch/class_archive.py): a driver JVM
-    that spark-submit starts with -Xshare:on loads Spark's classes from it, and the tests'
-    session (spark_session) was started with it."""
-    assert job.CLASS_ARCHIVE.is_file(), f"no {job.CLASS_ARCHIVE}: run `make setup`"
-    class_archive.check(job.CLASS_ARCHIVE)
-    jvm = spark.sparkContext._jvm
-    bean = jvm.java.lang.management.ManagementFactory.getPlatformMXBean(
-        jvm.java.lang.Class.forName("com.sun.management.HotSpotDiagnosticMXBean"))
-    assert bean.getVMOption("SharedArchiveFile").getValue() == str(job.CLASS_ARCHIVE)
-
-
-def test_an_archive_the_jvm_cannot_map_is_refused(tmp_path):
-    """class_archive.check fails on a file that is no archive, so `make setup` stops there
-    instead of installing it."""
-    junk = tmp_path / "junk.jsa"
-    junk.write_bytes(b"not a class-data archive" * 100)
-    with pytest.raises(class_archive.ArchiveError, match="did not load classes"):
-        class_archive.check(junk)
 
 
 def test_the_jvm_fast_path_and_the_sql_dedup_decide_as_the_shared_functions(spark):
