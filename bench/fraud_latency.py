@@ -30,6 +30,7 @@ import multiprocessing as mp
 import platform
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -71,6 +72,20 @@ def consume(bootstrap: str, topic: str, out_path: str, ready, stop) -> None:
     Path(out_path).write_text(json.dumps(seen))
 
 
+def poll_checkpoints(cfg, job_id: str, out: dict, stop) -> None:
+    """The job's completed checkpoints (REST history), every 2 s until ``stop``."""
+    while not stop.is_set():
+        try:
+            for c in rest(cfg, f"/jobs/{job_id}/checkpoints").get("history", []):
+                if c.get("status") == "COMPLETED":
+                    out[c["id"]] = {k: c.get(k) for k in (
+                        "trigger_timestamp", "end_to_end_duration", "checkpointed_size",
+                        "alignment_buffered", "processed_data")}
+        except Exception:  # noqa: BLE001 - a missed poll only thins the trace
+            pass
+        stop.wait(2)
+
+
 def storm_records(accounts: int = 2000) -> list:
     """(key, value, txn_id): 12 transactions per account within 600 ms of event time, as
     offsets from 0 (moved to the send time when sent)."""
@@ -98,6 +113,10 @@ def main(argv=None) -> int:
     p.add_argument("--accounts", type=int, default=20_000)
     p.add_argument("--storm", action="store_true")
     p.add_argument("--conf")
+    p.add_argument("--trace", action="store_true",
+                   help="also write run/latency-<run>-trace.json: every LARGE_AMOUNT alert's "
+                        "send time and latency, and the job's checkpoints (trigger time, "
+                        "duration), to see what the tail lines up with")
     p.add_argument("--linger-ms", type=int, default=0,
                    help="the producer's linger.ms (0: each send at once; Kafka's default is 5, "
                         "which batches sends and costs the broker far fewer requests)")
@@ -137,6 +156,10 @@ def main(argv=None) -> int:
                                               str(results), ready, stop))
     reader.start()
     ready.wait(60)
+    checkpoints: dict[int, dict] = {}
+    if args.trace:
+        threading.Thread(target=poll_checkpoints, args=(cfg, job_id, checkpoints, stop),
+                         daemon=True).start()
 
     # Event time follows the wall clock: the plan starts when the timed traffic will, after
     # the profiles are in and the accounts topic has gone idle (until event_time.idleness_ms
@@ -198,8 +221,12 @@ def main(argv=None) -> int:
     by_severity: dict[str, list[float]] = {}
     appended: list[float] = []  # producer send -> alert appended to the log (Kafka time)
     series: dict[int, list[float]] = {}  # LARGE_AMOUNT by 10 s of the run, warm-up included
+    trace: list[tuple[float, float, float]] = []
     for rule, severity, txn_id, read_at, log_at in seen.values():
         at = sent.get(txn_id)
+        if at is not None and rule == "LARGE_AMOUNT":
+            trace.append((round(at - t0, 3), round((read_at - at) * 1000, 1),
+                          round((log_at - at) * 1000, 1)))
         if at is not None and rule == "LARGE_AMOUNT" and at >= t0:
             series.setdefault(int((at - t0) // 10), []).append((read_at - at) * 1000)
         if at is None or not lo <= at <= hi:
@@ -231,6 +258,13 @@ def main(argv=None) -> int:
     if appended:
         print(f"LARGE_AMOUNT, send -> alert appended to the log (broker time): p50 "
               f"{statistics.median(appended):.0f} ms, p99 {pct(appended, 0.99):.0f} ms")
+    if args.trace:
+        path = results.with_name(f"latency-{run_id}-trace.json")
+        path.write_text(json.dumps({
+            "large_amount": sorted(trace), "columns": ["sent_s", "read_ms", "appended_ms"],
+            "checkpoints": [{**c, "trigger_s": round(c["trigger_timestamp"] / 1000 - t0, 3)}
+                            for _, c in sorted(checkpoints.items())]}))
+        print(f"trace: {path}")
     print("LARGE_AMOUNT over the run (is it steady?): "
           + ", ".join(f"{10 * k}-{10 * k + 10} s p50 {statistics.median(v):.0f} / max "
                       f"{max(v):.0f} ms" for k, v in sorted(series.items())))
