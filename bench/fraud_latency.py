@@ -227,8 +227,8 @@ def main(argv=None) -> int:
         if at is not None and rule == "LARGE_AMOUNT":
             trace.append((round(at - t0, 3), round((read_at - at) * 1000, 1),
                           round((log_at - at) * 1000, 1)))
-        if at is not None and rule == "LARGE_AMOUNT" and at >= t0:
-            series.setdefault(int((at - t0) // 10), []).append((read_at - at) * 1000)
+            if at >= t0:
+                series.setdefault(int((at - t0) // 10), []).append((read_at - at) * 1000)
         if at is None or not lo <= at <= hi:
             continue
         ms = (read_at - at) * 1000

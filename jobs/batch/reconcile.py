@@ -355,7 +355,10 @@ def dedup(checked, horizon_ms: int):
 
     valid = F.col("error_class").isNull()
     # the invalid rows make one group (null txn_id), which the window spills if it is large;
-    # spreading them by a second partition expression made the 10 M run 20 s slower
+    # spreading them by a second partition expression made the 10 M run 20 s slower, but
+    # that was measured with the expression inside partitionBy, which each of the two windows
+    # aliases anew, so the rows were shuffled twice (bench/RESULTS.md, session 24): a column
+    # computed once before the windows would be the fair test
     ordered = Window.partitionBy("txn_id").orderBy("partition", "offset")
     whole = ordered.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
     # the first copy's fields, compared field by field (same_fields_sql), instead of a
