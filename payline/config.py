@@ -293,6 +293,7 @@ class Fraud:
     timer_coalesce_ms: int = _int(2, 60_000)
     buffer_timeout_ms: int = _int(0, 10_000)
     medium_alerts_linger_ms: int = _int(0, 10_000)
+    rocksdb_compression: str = _str(("none", "snappy"))
     group_id: str = _str()
 
     def params(self):

@@ -287,6 +287,18 @@ def completed_checkpoints(cfg, job_id) -> int:
     return flink_api(cfg, f"/jobs/{job_id}/checkpoints")["counts"]["completed"]
 
 
+def rocksdb_compression(cfg, job_id) -> dict[str, set[str]]:
+    """Per RocksDB instance of the running job on the TaskManager's disk (its folder name),
+    the ``compression_per_level`` of every column family in its newest OPTIONS file."""
+    out = {}
+    for db in stack.flink_paths(cfg).tmp.rglob(f"job_{job_id}_op_*/db"):
+        newest = max(db.glob("OPTIONS-*"), key=lambda p: int(p.name.split("-")[1]))
+        out[db.parent.name] = {line.strip().split("=", 1)[1]
+                               for line in newest.read_text().splitlines()
+                               if line.strip().startswith("compression_per_level=")}
+    return out
+
+
 def test_a_taskmanager_killed_mid_run_loses_no_alert(stack_conf, stack_cfg):
     cfg, topics = stack_cfg, topics_of("it.fraud-crash")
     first, second = generated(topics)
@@ -320,6 +332,12 @@ def test_a_savepoint_restored_into_a_new_job_gives_the_uninterrupted_alerts(stac
     wait_for(lambda: completed_checkpoints(cfg, job_id) >= seen + 1, 60, "a checkpoint")
     before = {a["alert_id"] for a in alerts_in(cfg, topics["alerts"])}
     assert before and before < want  # mid-stream: some alerts out, others still to come
+    # fraud.rocksdb_compression = "none", a job-level setting: every RocksDB instance of the
+    # job (the dedup, the watermark per partition, the rules) writes uncompressed files
+    assert cfg.flink.state_backend == "rocksdb" and cfg.fraud.rocksdb_compression == "none"
+    compression = rocksdb_compression(cfg, job_id)
+    assert len(compression) >= 3, compression
+    assert all(v == {"kNoCompression"} for v in compression.values()), compression
 
     target = cfg.paths.checkpoints_dir / "it-fraud-savepoints"
     trigger = flink_api(cfg, f"/jobs/{job_id}/stop", "POST",

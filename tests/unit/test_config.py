@@ -65,6 +65,8 @@ def test_overlay_file_is_merged(tmp_path: Path):
          "conf: flink.python_execution_mode must be one of thread, process, got 'fast'"),
         ("flink.state_backend=memory",
          "conf: flink.state_backend must be one of rocksdb, hashmap, got 'memory'"),
+        ("fraud.rocksdb_compression=lz4",
+         "conf: fraud.rocksdb_compression must be one of none, snappy, got 'lz4'"),
         ("generator.late_fraction=2", "conf: generator.late_fraction must be a number in"),
         ("kafka.prot=1", "conf: unknown key kafka.prot"),
         ("kafkaa.port=1", "conf: unknown section 'kafkaa' in --set"),
