@@ -58,6 +58,10 @@ def _str_list():
 
 PORT = (1, 65535)
 
+# fraud.rocksdb_compression -> Flink's RocksDB compression type (one for every level); its keys
+# are the setting's allowed values
+ROCKSDB_COMPRESSION = {"none": "NO_COMPRESSION", "snappy": "SNAPPY_COMPRESSION"}
+
 
 @dataclass(frozen=True)
 class Paths:
@@ -293,7 +297,7 @@ class Fraud:
     timer_coalesce_ms: int = _int(2, 60_000)
     buffer_timeout_ms: int = _int(0, 10_000)
     medium_alerts_linger_ms: int = _int(0, 10_000)
-    rocksdb_compression: str = _str(("none", "snappy"))
+    rocksdb_compression: str = _str(tuple(ROCKSDB_COMPRESSION))
     group_id: str = _str()
 
     def params(self):

@@ -525,10 +525,6 @@ def create_sinks(t_env, cfg) -> dict[str, str]:
             "on_arrival": "alerts_on_arrival"}
 
 
-# fraud.rocksdb_compression -> Flink's RocksDB option (one type for every level)
-ROCKSDB_COMPRESSION = {"none": "NO_COMPRESSION", "snappy": "SNAPPY_COMPRESSION"}
-
-
 def configure_state(t_env, cfg) -> None:
     """This job's RocksDB state files uncompressed unless ``fraud.rocksdb_compression`` says
     otherwise: a job-level setting, so the transactions job (whose dedup state is far larger)
@@ -536,7 +532,7 @@ def configure_state(t_env, cfg) -> None:
     compaction after it compete for the CPU with the alert path: without compression they cost
     less (bench/RESULTS.md, session 25). No effect on heap state."""
     t_env.get_config().set("state.backend.rocksdb.compression.per.level",
-                           ROCKSDB_COMPRESSION[cfg.fraud.rocksdb_compression])
+                           config_mod.ROCKSDB_COMPRESSION[cfg.fraud.rocksdb_compression])
 
 
 def configure_fault_tolerance(env, cfg) -> None:
