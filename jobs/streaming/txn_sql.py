@@ -42,9 +42,12 @@ class ValidateTransaction(ScalarFunction):
     shape first (the fast path of ``udfs.contract.validate_arrow``, per record: 4x faster in
     Python alone) measured no gain for
     the job (bench/RESULTS.md, 2026-11-26), whose limit is elsewhere. Recognising the shape in
-    SQL instead would split the plan into two branches before the stateful SQL operators,
-    whose uids carry their plan node ids (``table.exec.uid.generation``), so a savepoint of
-    the running version would no longer map onto the new one."""
+    SQL instead (the pattern in the JVM, the fields by ``SPLIT_INDEX``, only the other records
+    through this function) made the job slower, 12 600 against 17 000 events/s (bench/
+    RESULTS.md, session 26): Flink evaluates each field's expression anew wherever it is used.
+    It would also split the plan into two branches before the stateful SQL operators, whose
+    uids carry their plan node ids (``table.exec.uid.generation``), so a savepoint of the
+    running version would no longer map onto the new one."""
 
     def __init__(self, rules: Rules):
         self.rules = rules
