@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pyflink.table import EnvironmentSettings, TableEnvironment  # noqa: E402
 
+from jobs.streaming.txn_sql import configure_rocksdb  # noqa: E402
 from payline import config as config_mod  # noqa: E402
 
 
@@ -36,6 +37,8 @@ def main(argv=None) -> None:
     c.set("table.local-time-zone", "UTC")
     c.set("execution.checkpointing.interval", f"{cfg.flink.checkpoint_interval_ms} ms")
     c.set("execution.checkpointing.mode", "EXACTLY_ONCE")
+    # the same state settings as the transactions job, so the ratio compares like with like
+    configure_rocksdb(c, cfg)
     w, ooo = cfg.event_time.window_ms // 1000, cfg.event_time.out_of_orderness_ms // 1000
     currencies = ", ".join(f"'{c}'" for c in cfg.contract.currencies)
     t.execute_sql(f"""

@@ -141,7 +141,8 @@ def main(argv=None) -> int:
     checkpoint_conf = stack.flink_rest(cfg, f"/jobs/{results[0]['job_id']}/checkpoints/config")
     print(f"state backend of the transactions job: "
           f"{(checkpoint_conf or {}).get('state_backend', 'unknown')} "
-          f"(flink.state_backend = {cfg.flink.state_backend})")
+          f"(flink.state_backend = {cfg.flink.state_backend}, "
+          f"flink.rocksdb_compression = {cfg.flink.rocksdb_compression})")
     print(f"{'job':<24}{'sustained events/s':>20}{'until all committed':>22}"
           f"{'events/s overall':>18}")
     for r in results:

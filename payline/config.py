@@ -58,7 +58,7 @@ def _str_list():
 
 PORT = (1, 65535)
 
-# fraud.rocksdb_compression -> Flink's RocksDB compression type (one for every level); its keys
+# flink.rocksdb_compression -> Flink's RocksDB compression type (one for every level); its keys
 # are the setting's allowed values
 ROCKSDB_COMPRESSION = {"none": "NO_COMPRESSION", "snappy": "SNAPPY_COMPRESSION"}
 
@@ -115,6 +115,7 @@ class Flink:
     heartbeat_timeout_ms: int = _int(1000, 3_600_000)
     python_execution_mode: str = _str(("thread", "process"))
     state_backend: str = _str(("rocksdb", "hashmap"))
+    rocksdb_compression: str = _str(tuple(ROCKSDB_COMPRESSION))
     start_timeout_s: int = _int(1, 3600)
     jars_dir: Path = _path()
     # the REST address (host:port) of a remote JobManager that deploy, upgrade, rollback,
@@ -297,7 +298,6 @@ class Fraud:
     timer_coalesce_ms: int = _int(2, 60_000)
     buffer_timeout_ms: int = _int(0, 10_000)
     medium_alerts_linger_ms: int = _int(0, 10_000)
-    rocksdb_compression: str = _str(tuple(ROCKSDB_COMPRESSION))
     group_id: str = _str()
 
     def params(self):

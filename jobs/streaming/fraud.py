@@ -525,16 +525,6 @@ def create_sinks(t_env, cfg) -> dict[str, str]:
             "on_arrival": "alerts_on_arrival"}
 
 
-def configure_state(t_env, cfg) -> None:
-    """This job's RocksDB state files uncompressed unless ``fraud.rocksdb_compression`` says
-    otherwise: a job-level setting, so the transactions job (whose dedup state is far larger)
-    keeps the cluster's default. Each checkpoint flushes the memtables, and the flush and the
-    compaction after it compete for the CPU with the alert path: without compression they cost
-    less (bench/RESULTS.md, session 25). No effect on heap state."""
-    t_env.get_config().set("state.backend.rocksdb.compression.per.level",
-                           config_mod.ROCKSDB_COMPRESSION[cfg.fraud.rocksdb_compression])
-
-
 def configure_fault_tolerance(env, cfg) -> None:
     # exactly-once checkpoints keep the keyed state and the DLQ consistent; the alert sinks
     # are at-least-once by choice (latency), made idempotent by alert_id
@@ -551,7 +541,6 @@ def main(argv=None) -> None:
     env.set_buffer_timeout(cfg.fraud.buffer_timeout_ms)
     t_env = StreamTableEnvironment.create(env)
     configure_tables(t_env, cfg, JOB_NAME)
-    configure_state(t_env, cfg)
     t_env.execute_sql(source_ddl(cfg, args))
     t_env.execute_sql(accounts_ddl(cfg, args))
     sinks = create_sinks(t_env, cfg)

@@ -257,3 +257,13 @@ def configure_tables(t_env, cfg, job_name: str) -> None:
     conf.set("table.exec.uid.generation", "ALWAYS")
     # the dedup state of a txn_id goes once it has not been seen for the horizon
     conf.set("table.exec.state.ttl", f"{cfg.contract.dedup_horizon_ms} ms")
+    configure_rocksdb(conf, cfg)
+
+
+def configure_rocksdb(conf, cfg) -> None:
+    """RocksDB's compression of the job's state files (``flink.rocksdb_compression``), set per
+    job, so no cluster restart is needed to change it. Each checkpoint flushes the memtables,
+    and the flush and the compaction after it compete for the 2 cores with the records:
+    uncompressed they cost less (bench/RESULTS.md, sessions 25-26). No effect on heap state."""
+    conf.set("state.backend.rocksdb.compression.per.level",
+             config_mod.ROCKSDB_COMPRESSION[cfg.flink.rocksdb_compression])

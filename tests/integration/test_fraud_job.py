@@ -332,9 +332,9 @@ def test_a_savepoint_restored_into_a_new_job_gives_the_uninterrupted_alerts(stac
     wait_for(lambda: completed_checkpoints(cfg, job_id) >= seen + 1, 60, "a checkpoint")
     before = {a["alert_id"] for a in alerts_in(cfg, topics["alerts"])}
     assert before and before < want  # mid-stream: some alerts out, others still to come
-    # fraud.rocksdb_compression = "none", a job-level setting: every RocksDB instance of the
+    # flink.rocksdb_compression = "none", a job-level setting: every RocksDB instance of the
     # job (the dedup, the watermark per partition, the rules) writes uncompressed files
-    assert cfg.flink.state_backend == "rocksdb" and cfg.fraud.rocksdb_compression == "none"
+    assert cfg.flink.state_backend == "rocksdb" and cfg.flink.rocksdb_compression == "none"
     compression = rocksdb_compression(cfg, job_id)
     assert len(compression) >= 3, compression
     assert all(v == {"kNoCompression"} for v in compression.values()), compression
