@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from payline import config
+from payline import config, stack
 from tests.stacks import stack_toml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,6 +81,18 @@ def flink_api(cfg, path: str, method: str = "GET", body=None):
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=30) as r:
         return json.loads(r.read() or b"{}")
+
+
+def rocksdb_compression(cfg, job_id) -> dict[str, set[str]]:
+    """Per RocksDB instance of the running job on the TaskManager's disk (its folder name),
+    the ``compression_per_level`` of every column family in its newest OPTIONS file."""
+    out = {}
+    for db in stack.flink_paths(cfg).tmp.rglob(f"job_{job_id}_op_*/db"):
+        newest = max(db.glob("OPTIONS-*"), key=lambda p: int(p.name.split("-")[1]))
+        out[db.parent.name] = {line.strip().split("=", 1)[1]
+                               for line in newest.read_text().splitlines()
+                               if line.strip().startswith("compression_per_level=")}
+    return out
 
 
 def cancel_job(cfg, job_id: str) -> None:

@@ -24,7 +24,7 @@ from payline import generator, stack
 from payline.generator import producer
 from udfs import contract, fraud, semantics
 
-from .conftest import cancel_job, flink_api, payline, submit_job, wait_for
+from .conftest import cancel_job, flink_api, payline, rocksdb_compression, submit_job, wait_for
 from .kafka_io import account_on, create_topic, read_all
 
 pytestmark = pytest.mark.integration
@@ -285,18 +285,6 @@ def wait_for_alerts(cfg, topic, want: set[str], timeout_s=240) -> set[str]:
 
 def completed_checkpoints(cfg, job_id) -> int:
     return flink_api(cfg, f"/jobs/{job_id}/checkpoints")["counts"]["completed"]
-
-
-def rocksdb_compression(cfg, job_id) -> dict[str, set[str]]:
-    """Per RocksDB instance of the running job on the TaskManager's disk (its folder name),
-    the ``compression_per_level`` of every column family in its newest OPTIONS file."""
-    out = {}
-    for db in stack.flink_paths(cfg).tmp.rglob(f"job_{job_id}_op_*/db"):
-        newest = max(db.glob("OPTIONS-*"), key=lambda p: int(p.name.split("-")[1]))
-        out[db.parent.name] = {line.strip().split("=", 1)[1]
-                               for line in newest.read_text().splitlines()
-                               if line.strip().startswith("compression_per_level=")}
-    return out
 
 
 def test_a_taskmanager_killed_mid_run_loses_no_alert(stack_conf, stack_cfg):
