@@ -95,6 +95,15 @@ def rocksdb_compression(cfg, job_id) -> dict[str, set[str]]:
     return out
 
 
+def assert_state_uncompressed(cfg, job_id) -> None:
+    """flink.rocksdb_compression = "none", a job-level setting: every RocksDB instance of the
+    running job writes uncompressed files."""
+    assert cfg.flink.state_backend == "rocksdb" and cfg.flink.rocksdb_compression == "none"
+    compression = rocksdb_compression(cfg, job_id)
+    assert len(compression) >= 3, compression
+    assert all(v == {"kNoCompression"} for v in compression.values()), compression
+
+
 def cancel_job(cfg, job_id: str) -> None:
     flink_api(cfg, f"/jobs/{job_id}?mode=cancel", method="PATCH")
 

@@ -24,7 +24,14 @@ from payline import generator, stack
 from payline.generator import producer
 from udfs import contract, fraud, semantics
 
-from .conftest import cancel_job, flink_api, payline, rocksdb_compression, submit_job, wait_for
+from .conftest import (
+    assert_state_uncompressed,
+    cancel_job,
+    flink_api,
+    payline,
+    submit_job,
+    wait_for,
+)
 from .kafka_io import account_on, create_topic, read_all
 
 pytestmark = pytest.mark.integration
@@ -320,12 +327,8 @@ def test_a_savepoint_restored_into_a_new_job_gives_the_uninterrupted_alerts(stac
     wait_for(lambda: completed_checkpoints(cfg, job_id) >= seen + 1, 60, "a checkpoint")
     before = {a["alert_id"] for a in alerts_in(cfg, topics["alerts"])}
     assert before and before < want  # mid-stream: some alerts out, others still to come
-    # flink.rocksdb_compression = "none", a job-level setting: every RocksDB instance of the
-    # job (the dedup, the watermark per partition, the rules) writes uncompressed files
-    assert cfg.flink.state_backend == "rocksdb" and cfg.flink.rocksdb_compression == "none"
-    compression = rocksdb_compression(cfg, job_id)
-    assert len(compression) >= 3, compression
-    assert all(v == {"kNoCompression"} for v in compression.values()), compression
+    # the dedup, the watermark per partition and the rules write uncompressed files
+    assert_state_uncompressed(cfg, job_id)
 
     target = cfg.paths.checkpoints_dir / "it-fraud-savepoints"
     trigger = flink_api(cfg, f"/jobs/{job_id}/stop", "POST",

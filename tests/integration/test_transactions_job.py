@@ -24,7 +24,7 @@ import pytest
 from payline import ops, stack
 from payline.generator import producer
 
-from .conftest import cancel_job, flink_api, rocksdb_compression, submit_job, wait_for
+from .conftest import assert_state_uncompressed, cancel_job, flink_api, submit_job, wait_for
 from .kafka_io import account_on, read_all
 
 pytestmark = pytest.mark.integration
@@ -306,13 +306,8 @@ def test_counters_are_visible_in_the_rest_api(job, clean_run):
 
 
 def test_the_state_files_are_uncompressed(job, clean_run):
-    # flink.rocksdb_compression = "none", set by the job itself: every RocksDB instance (the
-    # dedup, the watermark per partition, the windows) writes uncompressed files
-    cfg, job_id = job
-    assert cfg.flink.state_backend == "rocksdb" and cfg.flink.rocksdb_compression == "none"
-    compression = rocksdb_compression(cfg, job_id)
-    assert len(compression) >= 3, compression
-    assert all(v == {"kNoCompression"} for v in compression.values()), compression
+    # set by the job itself: the dedup, the watermark per partition and the windows
+    assert_state_uncompressed(*job)
 
 
 def test_a_taskmanager_killed_mid_run_changes_no_committed_output(stack_conf, stack_cfg, job,
