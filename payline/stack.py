@@ -423,8 +423,10 @@ def _any_flink_pid(cfg: Config) -> list[int]:
 
 def managed_fraction(fc) -> str:
     """The TaskManager's managed memory fraction: Flink's default 0.4 where RocksDB or
-    process-mode Python workers use it; 0.05 with heap state in thread mode, where nothing
-    does and the heap (the state's home) gets the rest."""
+    process-mode Python workers use it; 0.05 with heap state in thread mode, where the heap
+    (the state's home) gets the rest. The transactions job's vectorised validation runs in a
+    Python worker process even in thread mode; its share of the 5 % is bookkeeping only (the
+    worker holds a few Arrow batches and PyFlink enforces no limit on it)."""
     return "0.05" if fc.state_backend == "hashmap" and fc.python_execution_mode == "thread" \
         else "0.4"
 

@@ -9,11 +9,13 @@ checkpoints):
   passed the end of their window, with ``watermark_ms`` and ``window_start_ms``;
 * ``payments.account-aggregates``: one record per (account_id, currency, 60 s window).
 
-Shape (CONTRACT.md §3-§5; semantics from ``udfs/``). Python runs once per record, in the
-validation UDF (thread mode); everything else is Flink SQL on the JVM:
+Shape (CONTRACT.md §3-§5; semantics from ``udfs/``). Python validates the records in Arrow
+batches, in a Python worker process beside the task (a vectorised UDF; outputs are committed at
+checkpoints, so a batch's wait costs no visible latency), and sees the outputs once more to count
+them (thread mode); everything else is Flink SQL on the JVM:
 
     Kafka source (per-partition watermarks, idleness)
-      -> validate_txn (Python scalar UDF = udfs.contract.validate)
+      -> validate_txn (vectorised Python UDF = udfs.contract.validate_arrow, i.e. validate)
       -> dedup state: OVER (PARTITION BY txn_id ORDER BY proctime), first copy's fingerprint
          and event time (udfs.semantics.dedup_decision, written as SQL)
       -> outcome: invalid / CONFLICTING_DUPLICATE -> DLQ;  DUPLICATE -> counted, dropped;
@@ -132,7 +134,7 @@ def build_pipeline(t_env, source: str, sinks: dict[str, str], cfg):
     returns the statement set to execute."""
     w = cfg.event_time.window_ms
     topic = cfg.topics.transactions
-    create_routed_view(t_env, source, cfg)
+    create_routed_view(t_env, source, cfg, vectorised=True)
     window_start = f"(event_time_ms - MOD(event_time_ms, {w}))"
     # start computed from event_time_ms as udfs.semantics.window_start does (epoch-aligned);
     # every row of a window has the same value
