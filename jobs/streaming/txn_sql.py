@@ -1,6 +1,7 @@
 """The transaction stream in Flink SQL, shared by the transactions and the fraud job: the raw
 Kafka source with per-partition watermarks, validation (``udfs.contract.validate`` as a Python
-scalar UDF), dedup state and late routing (``udfs.semantics``, written as SQL), and Kafka sinks.
+scalar UDF: record by record for the fraud job, in Arrow batches for the transactions job), dedup
+state and late routing (``udfs.semantics``, written as SQL), and Kafka sinks.
 
 :func:`create_routed_view` leaves a view ``routed``: one row per raw record with its ``outcome``
 (ACCEPTED, DUPLICATE or an error class), the validated fields, its source position, ``rowtime``,
@@ -36,7 +37,9 @@ _NO_TXN = (None,) * len(FIELD_NAMES)
 # (the bundle's end is then the checkpoint's, see create_routed_view); in flight are only the
 # Arrow batches the worker has not answered yet
 PYTHON_BUNDLE_RECORDS = 5_000_000
-RAW_FIELDS = ("raw_text", "raw_encoding")  # an invalid record's raw bytes as DLQ text
+RAW_FIELDS = ("raw_text", "raw_encoding")
+# the vectorised function's extra output field: its second argument, passed through
+SOURCE_WATERMARK = "source_watermark"  # an invalid record's raw bytes as DLQ text
 
 
 class ValidateTransaction(ScalarFunction):
@@ -73,7 +76,8 @@ def validate_transactions(rules: Rules):
     """:class:`ValidateTransaction` over a batch, as a vectorised (pandas) SQL function: a
     Series of raw values in, a DataFrame of VALIDATED_FIELDS out, row for row, the same values
     (``udfs.contract.validate_arrow``: the common valid shape checked over the whole batch,
-    every other record through ``validate``).
+    every other record through ``validate``). ``watermarks`` (the source's watermark when each
+    record arrived) comes back unchanged as SOURCE_WATERMARK: see :func:`create_routed_view`.
 
     Flink runs a vectorised function in a Python worker process of its own, which it feeds
     Arrow batches (``python.fn-execution.arrow.batch.size``, 10 000 records; a batch goes out
@@ -83,7 +87,7 @@ def validate_transactions(rules: Rules):
     session 27): the task thread no longer converts every record into Python and back, and the
     validation runs beside it on the second core. The fraud job's LARGE_AMOUNT alerts cannot
     wait for a batch, so it keeps the per-record function."""
-    def run(values):
+    def run(values, watermarks):
         import numpy as np
         import pyarrow as pa
 
@@ -100,6 +104,7 @@ def validate_transactions(rules: Rules):
         at = [n for n, _ in VALIDATED_FIELDS].index(RAW_FIELDS[0])
         out.insert(at, RAW_FIELDS[0], texts)
         out.insert(at + 1, RAW_FIELDS[1], encodings)
+        out[SOURCE_WATERMARK] = watermarks.reset_index(drop=True)
         return out
     return run
 
@@ -213,11 +218,25 @@ def create_routed_view(t_env, source: str, cfg, vectorised: bool = False) -> str
     the outcome is the same, only when it comes and what it costs differ."""
     et, w = cfg.event_time, cfg.event_time.window_ms
     rules = config_mod.contract_rules(cfg)
-    row_type = DataTypes.ROW([DataTypes.FIELD(n, t) for n, t in VALIDATED_FIELDS])
+    fields = [DataTypes.FIELD(n, t) for n, t in VALIDATED_FIELDS]
     t_env.create_temporary_function(
         "validate_txn",
-        udf(validate_transactions(rules), result_type=row_type, func_type="pandas")
-        if vectorised else udf(ValidateTransaction(rules), result_type=row_type))
+        udf(validate_transactions(rules), func_type="pandas", result_type=DataTypes.ROW(
+            [*fields, DataTypes.FIELD(SOURCE_WATERMARK, DataTypes.TIMESTAMP(3))]))
+        if vectorised else udf(ValidateTransaction(rules), result_type=DataTypes.ROW(fields)))
+    # The watermark a record is judged late against is the source's when the record arrived.
+    # Read after a synchronous Python function (thread mode), CURRENT_WATERMARK is that one. The
+    # vectorised function's operator instead holds the watermark back until its bundle ends, so
+    # after it a whole burst of records would be judged against the watermark from before the
+    # burst, and its late ones taken as on time (found by the end-to-end test: 6 000 records
+    # sent at once, no late output). Its watermark is therefore read before the function,
+    # passed through it, and used in its place.
+    if vectorised:
+        call = "validate_txn(`value`, CAST(CURRENT_WATERMARK(rowtime) AS TIMESTAMP(3)))"
+        arrival = f"CAST(v.{SOURCE_WATERMARK} AS TIMESTAMP_LTZ(3)) AS {SOURCE_WATERMARK}, "
+        watermark = SOURCE_WATERMARK
+    else:
+        call, arrival, watermark = "validate_txn(`value`)", "", "CURRENT_WATERMARK(rowtime)"
     if vectorised:
         # The Python worker's results come back asynchronously; the operator holds the
         # watermark back until its bundle is finished, and each bundle's end waits for every
@@ -230,13 +249,13 @@ def create_routed_view(t_env, source: str, cfg, vectorised: bool = False) -> str
         conf.set("python.fn-execution.bundle.time", str(cfg.flink.checkpoint_interval_ms))
         conf.set("python.fn-execution.bundle.size", str(PYTHON_BUNDLE_RECORDS))
 
-    fields = ", ".join(f"v.{name} AS {name}" for name, _ in VALIDATED_FIELDS)
+    columns = ", ".join(f"v.{name} AS {name}" for name, _ in VALIDATED_FIELDS)
     t_env.execute_sql(f"""
       CREATE TEMPORARY VIEW validated AS
-      SELECT {fields}, r.`value` AS raw_value, r.`partition` AS src_partition,
+      SELECT {columns}, {arrival}r.`value` AS raw_value, r.`partition` AS src_partition,
              r.`offset` AS src_offset, r.kafka_ts AS src_timestamp,
              r.rowtime, r.proctime
-      FROM (SELECT validate_txn(`value`) AS v, * FROM {source}) AS r
+      FROM (SELECT {call} AS v, * FROM {source}) AS r
     """)
     # Dedup state, in SQL: per txn_id the count of valid copies so far (processing order) and
     # the first one's fingerprint and event time. Invalid records are keyed by their source
@@ -280,7 +299,7 @@ def create_routed_view(t_env, source: str, cfg, vectorised: bool = False) -> str
                    MAX(current_watermark) OVER (
                      PARTITION BY src_partition ORDER BY proctime
                      ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS arrival_watermark
-            FROM (SELECT *, CURRENT_WATERMARK(rowtime) AS current_watermark FROM seen))
+            FROM (SELECT *, {watermark} AS current_watermark FROM seen))
     """)
     return "routed"
 
