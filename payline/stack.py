@@ -69,6 +69,31 @@ def _ours(pid: int, marker: str) -> bool:
     return _alive(pid) and marker in _cmdline(pid)
 
 
+def _started_for(pid: int, conf_dir: Path) -> bool:
+    """A process started with this cluster's FLINK_CONF_DIR in its environment: the cluster's
+    JVMs, `flink run` clients, and the TaskManager's Python worker processes."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            return f"FLINK_CONF_DIR={conf_dir}".encode() in fh.read().split(b"\0")
+    except OSError:
+        return False
+
+
+def _strays(conf_dir: Path) -> list[int]:
+    """Running processes started for the cluster of ``conf_dir``, other than this process and
+    its ancestors."""
+    mine, pid = {os.getpid()}, os.getppid()
+    while pid > 1 and pid not in mine:
+        mine.add(pid)
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                pid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+    return [int(e) for e in os.listdir("/proc") if e.isdigit() and int(e) not in mine
+            and _started_for(int(e), conf_dir) and _alive(int(e))]
+
+
 def _children(pid: int) -> list[int]:
     kids = []
     for entry in os.listdir("/proc"):
@@ -604,6 +629,14 @@ def flink_down(cfg: Config, log=print) -> None:
     else:
         log("flink: not running")
     fp = flink_paths(cfg)
+    # A Python worker process (process mode; the transactions job's vectorised validation) is
+    # the TaskManager's child; one whose TaskManager was killed (kill -9, a crash) is left
+    # behind, re-parented, and runs on: stop what the cluster's processes left
+    strays = _strays(fp.conf)
+    if strays:
+        _terminate(strays)
+        log(f"flink: stopped {len(strays)} process{'' if len(strays) == 1 else 'es'} left "
+            f"behind by a TaskManager (Python workers): pid {strays}")
     if fp.pids.is_dir():
         for f in fp.pids.glob("*.pid"):
             f.unlink()

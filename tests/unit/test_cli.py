@@ -51,3 +51,29 @@ def test_a_remote_jobmanager_points_flink_run_and_the_rest_calls_at_it(tmp_path)
     assert remote.flink.rest_url == "http://jm.example:8081"
     cmd = run_command(remote, tmp_path / "job.py", [], detached=True)
     assert cmd[1:4] == ["run", "-m", "jm.example:8081"]
+
+
+def test_down_finds_the_processes_a_killed_taskmanager_left_behind(tmp_path):
+    # a process-mode Python worker is the TaskManager's child with the cluster's
+    # FLINK_CONF_DIR; orphaned by a kill -9 of its TaskManager it runs on, and `payline down`
+    # (stack.flink_down) stops it by that environment variable, not by parentage
+    import os
+    import subprocess
+    import sys
+
+    from payline import stack
+
+    conf, other = tmp_path / "flink" / "conf", tmp_path / "other" / "conf"
+    env = {**os.environ, "FLINK_CONF_DIR": str(conf)}
+    ours = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env=env)
+    theirs = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                              env={**os.environ, "FLINK_CONF_DIR": str(other)})
+    try:
+        assert stack._strays(conf) == [ours.pid]
+        stack._terminate(stack._strays(conf), timeout_s=5)
+        assert ours.wait(5) is not None and theirs.poll() is None
+        assert stack._strays(conf) == []
+    finally:
+        for p in (ours, theirs):
+            p.kill()
+            p.wait()
