@@ -80,13 +80,13 @@ def validate_transactions(rules: Rules):
     record arrived) comes back unchanged as SOURCE_WATERMARK: see :func:`create_routed_view`.
 
     Flink runs a vectorised function in a Python worker process of its own, which it feeds
-    Arrow batches (``python.fn-execution.arrow.batch.size``, 10 000 records; a batch goes out
-    at the latest after ``python.fn-execution.bundle.time``, 1 s). For the transactions job,
-    whose outputs are committed at checkpoints anyway, that wait is invisible and the job ran
-    about 25-30 % faster than with the per-record function in thread mode (bench/RESULTS.md,
-    session 27): the task thread no longer converts every record into Python and back, and the
-    validation runs beside it on the second core. The fraud job's LARGE_AMOUNT alerts cannot
-    wait for a batch, so it keeps the per-record function."""
+    Arrow batches (``python.fn-execution.arrow.batch.size``, 10 000 records; bundles: see
+    :func:`create_routed_view`). For the transactions job, whose outputs are committed at
+    checkpoints anyway, the wait is invisible, and the job was faster than with the per-record
+    function in thread mode in 5 of 6 alternated pairs (bench/RESULTS.md, session 27): the task
+    thread no longer converts every record into Python and back, and the validation runs beside
+    it on the second core. The fraud job's LARGE_AMOUNT alerts cannot wait for a batch, so it
+    keeps the per-record function."""
     def run(values, watermarks):
         import numpy as np
         import pyarrow as pa
@@ -243,8 +243,8 @@ def create_routed_view(t_env, source: str, cfg, vectorised: bool = False) -> str
         # record in it. A checkpoint ends the bundle anyway (before its barrier goes on), so a
         # bundle as long as the checkpoint interval adds no wait of its own, and what a window
         # emits on the released watermark still lands in the transaction of that checkpoint
-        # (Flink's defaults, 1 s or 100 000 records, cost a quarter of the throughput:
-        # bench/RESULTS.md, session 27).
+        # (with Flink's defaults, 1 s or 100 000 records, the job ran 19 700-24 800 events/s,
+        # with these 22 400-32 900: bench/RESULTS.md, session 27).
         conf = t_env.get_config()
         conf.set("python.fn-execution.bundle.time", str(cfg.flink.checkpoint_interval_ms))
         conf.set("python.fn-execution.bundle.size", str(PYTHON_BUNDLE_RECORDS))
