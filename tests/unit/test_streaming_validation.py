@@ -2,8 +2,6 @@
 gives, row for row, what the per-record function (ValidateTransaction) gives, after the same
 pandas-to-Arrow conversion Flink's Python worker applies to a vectorised function's result."""
 
-import json
-
 import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,14 +16,9 @@ from jobs.streaming.txn_sql import (
 )
 from udfs import contract
 
-GOOD = {"txn_id": "t-1", "account_id": "acct-1", "merchant_id": "m-1", "amount_cents": 100,
-        "currency": "USD", "kind": "purchase", "event_time_ms": 1767225600000,
-        "channel": "web", "country": "US"}
+from .test_contract import GOOD, enc
+
 NAMES = [n for n, _ in VALIDATED_FIELDS]
-
-
-def enc(obj) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode()
 
 
 def through_flink(values: list, rules: contract.Rules, watermarks=None) -> list[tuple]:
