@@ -396,10 +396,16 @@ def recompute(spark, cfg, start_ms: int, end_ms: int, replay_from: int) -> dict:
         "window_start_ms", window_start_of("event_time_ms", w))
     # valid rows by their window, from replay_from; invalid ones (no event time) by arrival.
     # Cached without what nothing reads after this (arrival time, error message): 10 M events,
-    # about 80 MB less cache; no time difference beyond the noise
+    # about 80 MB less cache; no time difference beyond the noise.
+    # Cached by account_id: the per-key sums (whose partial aggregation reduces almost nothing)
+    # and the rules' replay by account both find their rows in place: once the cache is built,
+    # adaptive execution re-plans them without an exchange of their own (the initial plan
+    # still shows one). One shuffle of the rows instead of two (10 M events: recompute +
+    # reconcile 140-143 s -> 132-136 s, bench/RESULTS.md, session 28)
     wide = decided.where(F.when(F.col("error_class").isNull(), between(
         F.col("window_start_ms"), replay_from, end_ms)).otherwise(between(
-            F.col("timestamp_ms"), start_ms, end_ms))).drop("timestamp_ms", "error").cache()
+            F.col("timestamp_ms"), start_ms, end_ms))).drop("timestamp_ms", "error") \
+        .repartition("account_id").cache()
     deduped = wide.where(between(F.col("window_start_ms"), start_ms, end_ms))
     # batch aggregates: every accepted transaction, late ones included (the stream's late
     # records explain the difference)
@@ -499,6 +505,9 @@ def build(spark, cfg, start_ms: int, end_ms: int) -> dict:
     alert_scope = in_interval(window_start_of("event_time_ms", w))  # the alert's window
     stream_velocity = frozenset(r[0] for r in stream_alerts.where(
         alert_scope & (F.col("rule") == fraud.VELOCITY)).select("alert_id").distinct().collect())
+    # by account: over ``wide``'s cache (partitioned so) adaptive execution can drop this
+    # exchange when the anti-join is broadcast; kept, so that each account's rows meet in one
+    # partition whatever the plan above it
     replayed = (on_time.select(*fraud.TXN_FIELDS).repartition("account_id")
                 .sortWithinPartitions("account_id", "event_time_ms", "txn_id")
                 .mapInPandas(alerts_sorted(profiles, params, states_in or {}, end_ms,
