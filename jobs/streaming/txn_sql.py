@@ -37,9 +37,9 @@ _NO_TXN = (None,) * len(FIELD_NAMES)
 # (the bundle's end is then the checkpoint's, see create_routed_view); in flight are only the
 # Arrow batches the worker has not answered yet
 PYTHON_BUNDLE_RECORDS = 5_000_000
-RAW_FIELDS = ("raw_text", "raw_encoding")
+RAW_FIELDS = ("raw_text", "raw_encoding")  # an invalid record's raw bytes as DLQ text
 # the vectorised function's extra output field: its second argument, passed through
-SOURCE_WATERMARK = "source_watermark"  # an invalid record's raw bytes as DLQ text
+SOURCE_WATERMARK = "source_watermark"
 
 
 class ValidateTransaction(ScalarFunction):
@@ -235,9 +235,6 @@ def create_routed_view(t_env, source: str, cfg, vectorised: bool = False) -> str
         call = "validate_txn(`value`, CAST(CURRENT_WATERMARK(rowtime) AS TIMESTAMP(3)))"
         arrival = f"CAST(v.{SOURCE_WATERMARK} AS TIMESTAMP_LTZ(3)) AS {SOURCE_WATERMARK}, "
         watermark = SOURCE_WATERMARK
-    else:
-        call, arrival, watermark = "validate_txn(`value`)", "", "CURRENT_WATERMARK(rowtime)"
-    if vectorised:
         # The Python worker's results come back asynchronously; the operator holds the
         # watermark back until its bundle is finished, and each bundle's end waits for every
         # record in it. A checkpoint ends the bundle anyway (before its barrier goes on), so a
@@ -248,6 +245,8 @@ def create_routed_view(t_env, source: str, cfg, vectorised: bool = False) -> str
         conf = t_env.get_config()
         conf.set("python.fn-execution.bundle.time", str(cfg.flink.checkpoint_interval_ms))
         conf.set("python.fn-execution.bundle.size", str(PYTHON_BUNDLE_RECORDS))
+    else:
+        call, arrival, watermark = "validate_txn(`value`)", "", "CURRENT_WATERMARK(rowtime)"
 
     columns = ", ".join(f"v.{name} AS {name}" for name, _ in VALIDATED_FIELDS)
     t_env.execute_sql(f"""
