@@ -397,9 +397,11 @@ class SendError(RuntimeError):
 
 
 def send(bootstrap, opts: Options, *, max_speed: bool = False,
-         manifest: str | None = None, stream=None, stop=None) -> SendReport:
+         manifest: str | None = None, stream=None, stop=None, hold=None) -> SendReport:
     """Send ``plan(opts)`` to Kafka, paced to the schedule unless ``max_speed``; ``stop`` (a
-    threading.Event) ends it early, after the records sent so far are acknowledged.
+    threading.Event) ends it early, after the records sent so far are acknowledged. ``hold``
+    (``hold(record, producer)``) is called before each record is produced; it may flush the
+    producer and wait, e.g. until a job has a watermark before the first late record.
 
     With ``manifest``, every record is written as one JSON line with its partition and offset:
     the ground truth for tests. Raises SendError when any record was not acknowledged.
@@ -439,6 +441,8 @@ def send(bootstrap, opts: Options, *, max_speed: bool = False,
             if ahead > 0.005:
                 prod.poll(0)
                 time.sleep(ahead)
+        if hold is not None:
+            hold(rec, prod)
         _produce(prod, rec, delivered(rec) if manifest else count_failure)
         last_schedule_s = rec.schedule_s
         counts[rec.category] = counts.get(rec.category, 0) + 1

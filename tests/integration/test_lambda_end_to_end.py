@@ -4,6 +4,7 @@ the closed windows: nothing unexplained, late data explained, the accounting ide
 
 from __future__ import annotations
 
+import io
 import json
 import time
 
@@ -39,25 +40,20 @@ def send_late_behind_a_watermark(cfg, opts, job_id: str) -> dict[str, int]:
     the watermark when it arrives. Sent in one burst, all 6 000 records can pass the source
     before its first periodic watermark (200 ms), and then none is late (the test failed so
     once the source no longer called Python per record). Returns the records per category."""
-    prod = generator.producer(cfg.kafka.bootstrap)
-    counts: dict[str, int] = {}
-    failures: list[str] = []
-
-    def delivered(err, _msg):
-        if err is not None:
-            failures.append(str(err))
-
     waited = False
-    for rec in generator.plan(opts):
+
+    def hold(rec, prod):
+        nonlocal waited
         if rec.category == "late" and not waited:
             assert prod.flush(60) == 0, "the records before the first late one were not sent"
             wait_for(lambda: has_watermark(cfg, job_id), 60,
                      "the transactions job's first watermark")
             waited = True
-        generator._produce(prod, rec, delivered)
-        counts[rec.category] = counts.get(rec.category, 0) + 1
-    assert prod.flush(60) == 0 and not failures, failures[:3]
-    return counts
+
+    report = generator.send(cfg.kafka.bootstrap, opts, max_speed=True, stream=io.StringIO(),
+                            hold=hold)
+    assert waited, "the plan had no late record"
+    return report.counts
 
 
 def has_watermark(cfg, job_id: str) -> bool:
