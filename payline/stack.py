@@ -79,17 +79,24 @@ def _started_for(pid: int, conf_dir: Path) -> bool:
         return False
 
 
-def _strays(conf_dir: Path) -> list[int]:
-    """Running processes started for the cluster of ``conf_dir``, other than this process and
-    its ancestors."""
-    mine, pid = {os.getpid()}, os.getppid()
-    while pid > 1 and pid not in mine:
-        mine.add(pid)
+def _ancestors(pid: int) -> set[int]:
+    """The parent of ``pid``, its parent, and so on (init excluded)."""
+    out: set[int] = set()
+    while True:
         try:
             with open(f"/proc/{pid}/stat") as fh:
                 pid = int(fh.read().rsplit(")", 1)[1].split()[1])
         except (OSError, ValueError, IndexError):
-            break
+            return out
+        if pid <= 1 or pid in out:
+            return out
+        out.add(pid)
+
+
+def _strays(conf_dir: Path) -> list[int]:
+    """Running processes started for the cluster of ``conf_dir``, other than this process and
+    its ancestors."""
+    mine = {os.getpid()} | _ancestors(os.getpid())
     return [int(e) for e in os.listdir("/proc") if e.isdigit() and int(e) not in mine
             and _started_for(int(e), conf_dir) and _alive(int(e))]
 
@@ -551,8 +558,33 @@ def _daemon_start(cfg: Config, script: str) -> None:
                          f"{proc.stdout[-1500:]}{proc.stderr[-1500:]}")
 
 
+# what the command line of a TaskManager's Python worker holds (pyflink-udf-runner.sh starts
+# ``python -m pyflink.fn_execution.beam.beam_boot`` piped to ``tee .../flink-python-udf-boot.log``,
+# which starts the SDK worker), and of a TaskManager's JVM
+PYTHON_WORKER_MARKERS = ("pyflink-udf-runner.sh", "pyflink.fn_execution",
+                         "flink-python-udf-boot.log")
+TASKMANAGER_MAIN = "org.apache.flink.runtime.taskexecutor.TaskManagerRunner"
+
+
+def orphaned_python_workers(cfg: Config) -> list[int]:
+    """The cluster's Python worker processes whose TaskManager is gone (killed, crashed): no
+    running TaskManager of the cluster among their ancestors. They are left re-parented and
+    hold their memory until stopped."""
+    strays = _strays(flink_paths(cfg).conf)
+    live = set(flink_pids(cfg)["taskmanager"]) | {
+        p for p in strays if TASKMANAGER_MAIN in _cmdline(p)}
+    return [p for p in strays if p not in live and not _ancestors(p) & live
+            and any(m in _cmdline(p) for m in PYTHON_WORKER_MARKERS)]
+
+
 def taskmanager_start(cfg: Config, log=print) -> None:
-    """Start one more TaskManager for the running cluster (after one was lost or killed)."""
+    """Start one more TaskManager for the running cluster (after one was lost or killed);
+    first stop the Python workers a lost TaskManager left behind."""
+    orphans = orphaned_python_workers(cfg)
+    if orphans:
+        _terminate(orphans, timeout_s=10)
+        log(f"flink: stopped {len(orphans)} Python worker process"
+            f"{'' if len(orphans) == 1 else 'es'} of a lost TaskManager: pid {orphans}")
     _daemon_start(cfg, "taskmanager.sh")
     log("flink: TaskManager started")
 
@@ -836,9 +868,12 @@ def format_status(st: dict) -> str:
                 lag_text = (lag if isinstance(lag, str) or lag is None else
                             f"{sum(v for v in lag.values() if v is not None):,} "
                             f"({j.get('consumer_group')})")
+                # the REST metric store may not have the count yet right after a restart
+                restarts = j.get("restarts")
                 lines.append(
                     f"         version {j.get('version') or 'unreleased (payline submit)'}, "
-                    f"up {j.get('uptime_s', 0):.0f} s, restarts {j.get('restarts')}, "
+                    f"up {j.get('uptime_s', 0):.0f} s, restarts "
+                    f"{'not reported yet' if restarts is None else restarts}, "
                     f"in {j.get('records_in_per_s')}/s, out {j.get('records_out_per_s')}/s, "
                     + ("no watermark yet" if j.get("event_time_lag_ms") is None else
                        f"event-time lag {j['event_time_lag_ms'] / 1000:,.1f} s"))

@@ -77,3 +77,77 @@ def test_down_finds_the_processes_a_killed_taskmanager_left_behind(tmp_path):
         for p in (ours, theirs):
             p.kill()
             p.wait()
+
+
+def test_a_new_taskmanager_first_stops_the_python_workers_of_a_lost_one(tmp_path, monkeypatch):
+    # stack.taskmanager_start (after a kill -9) stops the cluster's Python workers that have no
+    # running TaskManager above them; a live TaskManager's worker and the cluster's other
+    # processes (e.g. a `flink run` client waiting for an upgrade) stay
+    import json
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from payline import config as config_mod
+    from payline import stack
+
+    cfg = config_mod.load(overrides=[f"paths.run_dir={tmp_path / 'run'}"])
+    env = {**os.environ, "FLINK_CONF_DIR": str(stack.flink_paths(cfg).conf)}
+    sleep = "import time; time.sleep(60)"
+    worker = [sys.executable, "-c", sleep, "-m", "pyflink.fn_execution.beam.beam_boot"]
+    orphan = subprocess.Popen(worker, env=env)
+    client = subprocess.Popen([sys.executable, "-c", sleep, "flink", "run"], env=env)
+    # a stand-in TaskManager whose Python worker is its grandchild, as under
+    # pyflink-udf-runner.sh (each stand-in starts the command in an environment variable, so
+    # their own command lines do not look like a worker's)
+    def spawner(var):
+        return [sys.executable, "-c", "import json, os, subprocess, time; subprocess.Popen("
+                f"json.loads(os.environ['{var}'])); time.sleep(60)"]
+
+    tm = subprocess.Popen(spawner("RUNNER"), env={
+        **env, "RUNNER": json.dumps(spawner("WORKER")), "WORKER": json.dumps(worker)})
+    try:
+        deadline = time.monotonic() + 10
+        while len(stack._strays(stack.flink_paths(cfg).conf)) < 5:
+            assert time.monotonic() < deadline, "the stand-in processes did not start"
+            time.sleep(0.1)
+        monkeypatch.setattr(stack, "flink_pids",
+                            lambda _cfg: {"jobmanager": [], "taskmanager": [tm.pid]})
+        assert stack.orphaned_python_workers(cfg) == [orphan.pid]
+        started, said = [], []
+        monkeypatch.setattr(stack, "_daemon_start", lambda _cfg, script: started.append(script))
+        stack.taskmanager_start(cfg, log=said.append)
+        assert orphan.wait(10) is not None
+        assert client.poll() is None and tm.poll() is None
+        # the stand-in TaskManager, its runner and worker, the client
+        assert len(stack._strays(stack.flink_paths(cfg).conf)) == 4
+        assert started == ["taskmanager.sh"]
+        assert said[0] == f"flink: stopped 1 Python worker process of a lost TaskManager: " \
+                          f"pid [{orphan.pid}]"
+    finally:
+        for p in (orphan, client, tm):
+            p.kill()
+            p.wait()
+        for pid in stack._strays(stack.flink_paths(cfg).conf):
+            os.kill(pid, 9)
+
+
+def test_status_says_when_the_restart_count_is_not_reported_yet():
+    from payline import stack
+
+    def status(restarts):
+        job = {"name": "payline-transactions", "state": "RUNNING", "id": "j1", "uptime_s": 5.0,
+               "restarts": restarts, "records_in_per_s": 0.0, "records_out_per_s": 0.0,
+               "event_time_lag_ms": 1500, "last_checkpoint": None, "consumer_lag": None,
+               "web_ui": "http://ui"}
+        return {"kafka": {"running": True, "ready": True, "bootstrap": "b:9092", "pids": [1],
+                          "log": "k.log"},
+                "flink": {"running": True, "ready": True, "web_ui": "http://ui",
+                          "jobmanager_pids": [2], "taskmanager_pids": [3], "taskmanagers": 1,
+                          "slots_available": 3, "slots_total": 4, "prometheus_ports": [9249],
+                          "jobs": [job], "logs": "logs", "checkpoints_dir": "cp"}}
+
+    assert "up 5 s, restarts not reported yet, in 0.0/s" in stack.format_status(status(None))
+    text = stack.format_status(status(2))
+    assert "restarts 2, in 0.0/s" in text and "event-time lag 1.5 s" in text
