@@ -79,16 +79,21 @@ def _started_for(pid: int, conf_dir: Path) -> bool:
         return False
 
 
+def _ppid(pid: int) -> int | None:
+    """The parent of ``pid`` (None when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _ancestors(pid: int) -> set[int]:
     """The parent of ``pid``, its parent, and so on (init excluded)."""
     out: set[int] = set()
     while True:
-        try:
-            with open(f"/proc/{pid}/stat") as fh:
-                pid = int(fh.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            return out
-        if pid <= 1 or pid in out:
+        pid = _ppid(pid)
+        if pid is None or pid <= 1 or pid in out:
             return out
         out.add(pid)
 
@@ -102,18 +107,7 @@ def _strays(conf_dir: Path) -> list[int]:
 
 
 def _children(pid: int) -> list[int]:
-    kids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        if ppid == pid:
-            kids.append(int(entry))
-    return kids
+    return [int(e) for e in os.listdir("/proc") if e.isdigit() and _ppid(int(e)) == pid]
 
 
 def _descendants(pid: int) -> list[int]:
