@@ -118,6 +118,8 @@ class Flink:
     rocksdb_compression: str = _str(tuple(ROCKSDB_COMPRESSION))
     start_timeout_s: int = _int(1, 3600)
     jars_dir: Path = _path()
+    # the project's own Flink SQL functions (infra/flink-udfs), built by `payline up`
+    udf_jar: Path = _path()
     # the REST address (host:port) of a remote JobManager that deploy, upgrade, rollback,
     # savepoint(s), status and submit use instead of the local cluster; '' for the local one
     jobmanager: str = _address()

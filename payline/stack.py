@@ -168,7 +168,50 @@ def java_bin() -> str:
 
 
 def ensure_jars(cfg: Config) -> None:
-    """Fetch the Maven Central jars once (`mvn dependency:copy-dependencies`); skip if present."""
+    """Fetch the Maven Central jars once (`mvn dependency:copy-dependencies`); skip if present.
+    Then build the project's own Flink functions (:func:`ensure_udf_jar`)."""
+    _fetch_jars(cfg)
+    ensure_udf_jar(cfg)
+
+
+UDF_SOURCES = Path("infra") / "flink-udfs" / "src"
+
+
+def udf_sources(cfg: Config) -> list[Path]:
+    return sorted((cfg.root / UDF_SOURCES).rglob("*.java"))
+
+
+def ensure_udf_jar(cfg: Config) -> Path:
+    """The project's Java functions for Flink SQL (``infra/flink-udfs``: the dedup state's
+    process table function) as ``flink.udf_jar``, compiled with the JDK's javac against the
+    Flink jars of the apache-flink wheel, the very classes the cluster runs. Rebuilt when a
+    source is newer than the jar; the jobs load it through ``pipeline.jars``."""
+    jar, sources = cfg.flink.udf_jar, udf_sources(cfg)
+    if not sources:
+        raise StackError(f"no Java sources in {cfg.root / UDF_SOURCES}")
+    if jar.exists() and jar.stat().st_mtime >= max(s.stat().st_mtime for s in sources):
+        return jar
+    bindir = Path(java_bin()).parent
+    javac, jar_tool = bindir / "javac", bindir / "jar"
+    if not javac.exists() or not jar_tool.exists():
+        raise StackError(f"javac and jar not found next to {java_bin()}: the Flink functions "
+                         f"in {UDF_SOURCES} need a JDK 17 (not a JRE)")
+    classes = jar.parent / "classes"
+    shutil.rmtree(classes, ignore_errors=True)
+    classes.mkdir(parents=True)
+    lib = flink_home() / "lib"
+    for cmd in ([str(javac), "--release", "17", "-cp", f"{lib}/*", "-d", str(classes),
+                 *map(str, sources)],
+                [str(jar_tool), "cf", str(jar.with_suffix(".tmp")), "-C", str(classes), "."]):
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise StackError(f"building {jar.name} failed ({Path(cmd[0]).name}):\n"
+                             f"{(proc.stdout + proc.stderr)[-2000:]}")
+    jar.with_suffix(".tmp").replace(jar)
+    return jar
+
+
+def _fetch_jars(cfg: Config) -> None:
     for name, lib in (("kafka", cfg.kafka.jars_dir), ("flink", cfg.flink.jars_dir)):
         if lib.is_dir() and any(lib.glob("*.jar")):
             continue

@@ -83,6 +83,7 @@ from pyflink.table.udf import ScalarFunction, udf
 
 from jobs.streaming import ACCOUNTS_TABLE, FRAUD_JOB_NAME
 from jobs.streaming.txn_sql import (
+    add_udf_jar,
     configure_tables,
     create_routed_view,
     epoch_ms_sql,
@@ -539,6 +540,7 @@ def main(argv=None) -> None:
     env = StreamExecutionEnvironment.get_execution_environment()
     configure_fault_tolerance(env, cfg)
     env.set_buffer_timeout(cfg.fraud.buffer_timeout_ms)
+    add_udf_jar(env, cfg)
     t_env = StreamTableEnvironment.create(env)
     configure_tables(t_env, cfg, JOB_NAME)
     t_env.execute_sql(source_ddl(cfg, args))

@@ -55,6 +55,7 @@ from pyflink.table import StreamTableEnvironment
 
 from jobs.streaming import TRANSACTIONS_JOB_NAME
 from jobs.streaming.txn_sql import (
+    add_udf_jar,
     configure_tables,
     create_routed_view,
     epoch_ms_sql,
@@ -221,6 +222,7 @@ def main(argv=None) -> None:
     args.group_id = args.group_id or JOB_NAME
     env = StreamExecutionEnvironment.get_execution_environment()
     configure_fault_tolerance(env, cfg)
+    add_udf_jar(env, cfg)
     t_env = StreamTableEnvironment.create(env)
     configure_tables(t_env, cfg, JOB_NAME)
     t_env.execute_sql(source_ddl(cfg, args))

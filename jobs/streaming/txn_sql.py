@@ -211,6 +211,28 @@ def sink_ddl(cfg, job_name: str, name: str, topic: str, columns: str, key_field:
     """
 
 
+DEDUP_FUNCTION = "dedup_first_copy"
+DEDUP_CLASS = "dev.payline.flink.DedupFirstCopy"
+DEDUP_UID = "dedup"
+
+
+def add_udf_jar(env, cfg) -> None:
+    """The project's Java functions (``flink.udf_jar``, built by `payline up` from
+    infra/flink-udfs) for this job: in the client's class loader and shipped with the job,
+    next to the connector jar of `flink run --jarfile`."""
+    jar = cfg.flink.udf_jar
+    if not jar.is_file():
+        raise SystemExit(f"flink.udf_jar: {jar} does not exist; `payline up` builds it from "
+                         f"infra/flink-udfs")
+    env.add_jars(jar.as_uri())
+
+
+def register_dedup_function(t_env) -> None:
+    """DEDUP_FUNCTION, from the jar :func:`add_udf_jar` added."""
+    t_env.execute_sql(f"CREATE TEMPORARY FUNCTION {DEDUP_FUNCTION} AS '{DEDUP_CLASS}' "
+                      "LANGUAGE JAVA")
+
+
 def create_routed_view(t_env, source: str, cfg, vectorised: bool = False) -> str:
     """Register ``validate_txn`` and the views ``validated``, ``seen`` and ``routed`` over the
     raw ``source`` table; returns "routed". ``vectorised``: validate in batches
@@ -256,21 +278,29 @@ def create_routed_view(t_env, source: str, cfg, vectorised: bool = False) -> str
              r.rowtime, r.proctime
       FROM (SELECT {call} AS v, * FROM {source}) AS r
     """)
-    # Dedup state, in SQL: per txn_id the count of valid copies so far (processing order) and
-    # the first one's fingerprint and event time. Invalid records are keyed by their source
-    # partition ('#' is in no txn_id), so they share a handful of keys and hold no state.
+    # Dedup state: per txn_id the count of valid copies so far (processing order) and the
+    # first one's fingerprint and event time, kept by the process table function
+    # dev.payline.flink.DedupFirstCopy (infra/flink-udfs, Java) and cleared by its event-time
+    # timer once the watermark passes the first copy's event time plus the dedup horizon
+    # (CONTRACT.md §3: the horizon is event time). Invalid records are keyed by their source
+    # partition ('#' is in no txn_id) and touch no state. The function passes every column
+    # through (`rowtime` stays the event-time attribute) except `proctime`, which is taken anew.
+    register_dedup_function(t_env)
     fingerprint = semantics.fingerprint_sql()
     t_env.execute_sql(f"""
+      CREATE TEMPORARY VIEW keyed AS
+      SELECT *,
+             CASE WHEN error_class IS NULL THEN txn_id
+                  ELSE CONCAT('#', CAST(src_partition AS STRING)) END AS dedup_key,
+             CASE WHEN error_class IS NULL THEN {fingerprint} END AS fingerprint
+      FROM validated
+    """)
+    t_env.execute_sql(f"""
       CREATE TEMPORARY VIEW seen AS
-      SELECT *, COUNT(*) OVER w AS copies, FIRST_VALUE(fingerprint) OVER w AS first_fingerprint,
-             FIRST_VALUE(event_time_ms) OVER w AS first_event_time_ms
-      FROM (SELECT *,
-                   CASE WHEN error_class IS NULL THEN txn_id
-                        ELSE CONCAT('#', CAST(src_partition AS STRING)) END AS dedup_key,
-                   CASE WHEN error_class IS NULL THEN {fingerprint} END AS fingerprint
-            FROM validated)
-      WINDOW w AS (PARTITION BY dedup_key ORDER BY proctime
-                   ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+      SELECT *, PROCTIME() AS proctime
+      FROM {DEDUP_FUNCTION}(input => TABLE keyed PARTITION BY dedup_key,
+                            horizon_ms => CAST({cfg.contract.dedup_horizon_ms} AS BIGINT),
+                            uid => '{DEDUP_UID}')
     """)
     # udfs.semantics.dedup_decision and is_late, as SQL.
     # The watermark a record is judged against is the highest CURRENT_WATERMARK seen so far on
@@ -329,8 +359,6 @@ def configure_tables(t_env, cfg, job_name: str) -> None:
     # every SQL operator gets a uid from its plan node ("<id>_<transformation>"), the same on
     # every submission of this program, so checkpoints and savepoints map back to it
     conf.set("table.exec.uid.generation", "ALWAYS")
-    # the dedup state of a txn_id goes once it has not been seen for the horizon
-    conf.set("table.exec.state.ttl", f"{cfg.contract.dedup_horizon_ms} ms")
     configure_rocksdb(conf, cfg)
 
 

@@ -341,3 +341,56 @@ def test_a_taskmanager_killed_mid_run_changes_no_committed_output(stack_conf, st
         assert outputs(cfg, CRASH_TOPICS) == outputs(cfg, TOPICS)
     finally:
         cancel_job(cfg, job_id)
+
+
+H = 24 * 3600 * 1000  # the contract's default dedup horizon (conf/payline.toml)
+HORIZON_TOPICS = topics_of("it.horizon")
+FIRST = enc(txn("t-h-first", A1, 1000, T0 + 1000))
+KEPT = txn("t-h-kept", A2, 2000, T0 + H - 30000)
+HORIZON_1 = [
+    ("first", A1, FIRST, "accept"),
+    ("kept", A2, enc(KEPT), "accept"),
+    # every partition past the first copy's event time plus the horizon (watermark = max - 5 s)
+    *((f"adv-{a}", a, enc(txn(f"t-h-adv-{a}", a, 50, T0 + 1000 + H + 10000)), "accept-open")
+      for a in (A1, A2, A3)),
+]
+HORIZON_2 = [
+    # the same bytes as "first": its dedup state went when the watermark passed T0 + 1 s + H,
+    # so it is a transaction again (accepted), and late: its window closed long ago
+    ("first-again", A1, FIRST, "late"),
+    # within the horizon of "kept" (whose state stays until T0 + 2H - 30 s): a conflict
+    ("kept-conflict", A2, enc({**KEPT, "amount_cents": 2001}), "CONFLICTING_DUPLICATE"),
+]
+
+
+def test_dedup_state_goes_when_the_watermark_passes_the_horizon(stack_conf, stack_cfg):
+    """CONTRACT.md §3: the dedup horizon is event time. A txn_id's state is cleared when the
+    watermark passes its first copy's event time plus the horizon, not after a stretch of
+    processing time (with a processing-time TTL of 24 h, "first-again" below would still find
+    its state and be a silent duplicate), and not earlier ("kept-conflict" still finds its)."""
+    cfg = stack_cfg
+    job_id = submit_job(stack_conf, cfg, "transactions", HORIZON_TOPICS, "it-horizon")
+    try:
+        send(cfg, HORIZON_1, HORIZON_TOPICS)
+        # both windows close only once every partition's watermark is past T0 + H + 5 s, and the
+        # window operator comes after the dedup: its timer for "first" has fired by then
+        closed = {f"{A1}|EUR|{T0}", f"{A2}|EUR|{T0 + H - W}"}
+        wait_for(lambda: closed <= {k for k, _ in committed_aggregates(cfg, HORIZON_TOPICS)},
+                 240, "the windows of 'first' and 'kept'")
+        positions = send(cfg, HORIZON_2, HORIZON_TOPICS)
+        wait_for(lambda: read_all(cfg, HORIZON_TOPICS["late"])
+                 and read_all(cfg, HORIZON_TOPICS["dlq"]), 120, "the late and the DLQ record")
+        time.sleep(2 * cfg.flink.checkpoint_interval_ms / 1000)  # anything extra shows now
+
+        late = [json.loads(r.value) for r in read_all(cfg, HORIZON_TOPICS["late"])]
+        assert [{k: r[k] for k in json.loads(FIRST)} for r in late] == [json.loads(FIRST)]
+        assert late[0]["window_start_ms"] == T0
+        assert late[0]["watermark_ms"] >= T0 + 1000 + H
+        dlq = [json.loads(r.value) for r in read_all(cfg, HORIZON_TOPICS["dlq"])]
+        assert [(d["error_class"], d["source_partition"], d["source_offset"]) for d in dlq] == [
+            ("CONFLICTING_DUPLICATE", *positions["kept-conflict"])]
+        aggregates = dict(committed_aggregates(cfg, HORIZON_TOPICS))
+        assert aggregates[f"{A1}|EUR|{T0}"]["txn_count"] == 1
+        assert flink_api(cfg, f"/jobs/{job_id}")["state"] == "RUNNING"
+    finally:
+        cancel_job(cfg, job_id)
