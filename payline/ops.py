@@ -26,6 +26,7 @@ import socket
 import struct
 import subprocess
 import time
+import tomllib
 import urllib.error
 import urllib.request
 import zipfile
@@ -131,11 +132,22 @@ def release(cfg: Config, job: str, version: str | None = None,
             files[name] = hashlib.sha256(zf.read(name)).hexdigest()
     (tmp / "tree" / "conf").mkdir()  # the client's config root: defaults of this version
     shutil.copy(source / "conf" / "payline.toml", tmp / "tree" / "conf" / "payline.toml")
+    # this version's Java functions (the dedup state), built from its own sources, where its
+    # configuration looks for them
+    from payline import config as config_mod
+    from payline.stack import ensure_udf_jar
+
+    jar = ensure_udf_jar(config_mod.load(root=source))
+    default = tomllib.loads((source / "conf" / "payline.toml").read_text())["flink"]["udf_jar"]
+    shipped = tmp / "tree" / default
+    shipped.parent.mkdir(parents=True)
+    shutil.copy(jar, shipped)
+    udf_jar = {"path": default, "sha256": hashlib.sha256(shipped.read_bytes()).hexdigest()}
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=source, capture_output=True,
                             text=True).stdout.strip() or None
     manifest = {"job": job, "version": version, "commit": commit, "created_ms": _now_ms(),
                 "script": f"jobs/streaming/{JOBS[job][0]}", "files": files,
-                "uids": declared_uids(tmp / "tree")}
+                "uids": declared_uids(tmp / "tree"), "udf_jar": udf_jar}
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     for p in sorted(tmp.rglob("*"), reverse=True):
         if p.is_file():  # read-only files; the folders stay removable by their owner

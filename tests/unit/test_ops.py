@@ -25,6 +25,9 @@ def test_a_release_is_an_immutable_bundle_of_the_job_version(tmp_path):
     assert set(m["files"]) == names
     assert (rel / "tree" / "jobs" / "streaming" / "fraud.py").is_file()
     assert (rel / "tree" / "conf" / "payline.toml").is_file()
+    # the version's own Java functions, where its configuration looks for them
+    jar = rel / "tree" / m["udf_jar"]["path"]
+    assert jar.is_file() and jar.read_bytes() == cfg.flink.udf_jar.read_bytes()
     assert "evaluate-rules" in m["uids"]
     assert not (rel / "tree" / "udfs" / "fraud.py").stat().st_mode & 0o222  # read-only
     with pytest.raises(ops.OpsError, match="releases are immutable"):

@@ -1,0 +1,23 @@
+"""The project's Java functions for Flink SQL (infra/flink-udfs) are compiled by `payline up`
+(payline.stack.ensure_udf_jar) against the wheel's Flink jars, and rebuilt when a source is
+newer than the jar."""
+
+import os
+import zipfile
+
+from payline import config, stack
+
+
+def test_the_jar_is_built_once_and_again_after_a_source_changes(tmp_path):
+    cfg = config.load(None, [f"flink.udf_jar={tmp_path / 'lib' / 'udfs.jar'}"])
+    jar = stack.ensure_udf_jar(cfg)
+    assert jar == tmp_path / "lib" / "udfs.jar"
+    with zipfile.ZipFile(jar) as zf:
+        assert "dev/payline/flink/DedupFirstCopy.class" in zf.namelist()
+    built = jar.stat().st_mtime_ns
+    assert stack.ensure_udf_jar(cfg).stat().st_mtime_ns == built  # up to date: kept
+
+    source = stack.udf_sources(cfg)[0]
+    os.utime(jar, ns=(built, source.stat().st_mtime_ns - 10**9))  # the jar is older now
+    stack.ensure_udf_jar(cfg)
+    assert jar.stat().st_mtime_ns > source.stat().st_mtime_ns - 10**9
