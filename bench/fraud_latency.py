@@ -126,6 +126,7 @@ def main(argv=None) -> int:
     if args.seconds < WARMUP_S + TAIL_S + 10:
         p.error(f"--seconds: at least {WARMUP_S + TAIL_S + 10}")
     cfg = config_mod.load(args.conf, [])
+    stack.ensure_jars(cfg)  # the Maven jars and the jobs' own Java functions
     stack.kafka_up(cfg)
     stack.flink_up(cfg)
 

@@ -86,6 +86,7 @@ def main(argv=None) -> int:
     if min(args.events, args.process_events) < 1000:
         p.error("--events and --process-events: at least 1000")
     cfg = config_mod.load(args.conf, [])
+    stack.ensure_jars(cfg)  # the Maven jars and the jobs' own Java functions
     stack.kafka_up(cfg)
     stack.flink_up(cfg)
     run_id = time.strftime("%Y%m%d%H%M%S")

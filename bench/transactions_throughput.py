@@ -95,6 +95,7 @@ def main(argv=None) -> int:
     if args.events < 1000:
         p.error("--events: at least 1000")
     cfg = config_mod.load(args.conf, [])
+    stack.ensure_jars(cfg)  # the Maven jars and the jobs' own Java functions
     stack.kafka_up(cfg)
     stack.flink_up(cfg)
 

@@ -5,8 +5,9 @@ Everything lives under ``paths.ops_dir`` (default ``ops/``, kept across ``paylin
 * ``releases/<job>/<version>/``: the immutable bundle of a job version: ``bundle.zip`` (the
   ``payline``, ``udfs`` and ``jobs`` packages and the default configuration, shipped to the
   TaskManagers with ``--pyFiles``), ``tree/`` (the same files unpacked, read-only: the client
-  runs the job script from there) and ``manifest.json`` (job, version, git commit, time, the
-  sha256 of every file). A version is never overwritten.
+  runs the job script from there, with the version's own build of the Java functions,
+  ``flink.udf_jar``) and ``manifest.json`` (job, version, git commit, time, the sha256 of
+  every file and of the jar). A version is never overwritten.
 * ``deployments.jsonl``: one line per deployment (job, version, Flink job id, parallelism,
   the savepoint it started from).
 * ``savepoints.jsonl``: one line per savepoint (job, version, path, size, time, the deployment

@@ -14,7 +14,7 @@ its own dedup state.
 
 Shape:
 
-    transactions: Kafka -> validate_txn (Python UDF) -> dedup (SQL OVER) -> accepted
+    transactions: Kafka -> validate_txn (Python UDF) -> dedup (process table function) -> accepted
                   (late ones only remembered: they take part in no rule)
     accounts:     Kafka -> validate_profile (Python UDF) -> profile versions | DLQ rows
       -> one stream of (account_id, record)

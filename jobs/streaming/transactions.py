@@ -16,8 +16,9 @@ them (thread mode); everything else is Flink SQL on the JVM:
 
     Kafka source (per-partition watermarks, idleness)
       -> validate_txn (vectorised Python UDF = udfs.contract.validate_arrow, i.e. validate)
-      -> dedup state: OVER (PARTITION BY txn_id ORDER BY proctime), first copy's fingerprint
-         and event time (udfs.semantics.dedup_decision, written as SQL)
+      -> dedup state: process table function dedup_first_copy (infra/flink-udfs, Java),
+         PARTITION BY txn_id: first copy's fingerprint and event time, count of copies;
+         decision udfs.semantics.dedup_decision, written as SQL
       -> outcome: invalid / CONFLICTING_DUPLICATE -> DLQ;  DUPLICATE -> counted, dropped;
          accepted behind the watermark -> late;  accepted on time ->
          (the watermark: the highest CURRENT_WATERMARK seen on the record's Kafka partition,
@@ -25,8 +26,10 @@ them (thread mode); everything else is Flink SQL on the JVM:
          into a window aggregate that restored its progress and drops them)
       -> tumbling window TVF aggregate                           -> aggregates
 
-Dedup state is one row per txn_id (the first copy's fingerprint and event time), kept for the
-dedup horizon (state TTL, ``contract.dedup_horizon_ms``) after the txn_id was last seen.
+Dedup state is one row per txn_id (the first copy's fingerprint and event time, the count of
+copies), cleared by an event-time timer when the watermark passes the first copy's event time
+plus the dedup horizon (``contract.dedup_horizon_ms``, CONTRACT.md §3). The function comes from
+``flink.udf_jar``, which ``payline up`` builds; the job adds it to ``pipeline.jars`` itself.
 
 Submit (``payline submit transactions`` wraps this):
 

@@ -234,10 +234,11 @@ def register_dedup_function(t_env) -> None:
 
 
 def create_routed_view(t_env, source: str, cfg, vectorised: bool = False) -> str:
-    """Register ``validate_txn`` and the views ``validated``, ``seen`` and ``routed`` over the
-    raw ``source`` table; returns "routed". ``vectorised``: validate in batches
-    (:func:`validate_transactions`) instead of record by record (:class:`ValidateTransaction`);
-    the outcome is the same, only when it comes and what it costs differ."""
+    """Register ``validate_txn``, ``dedup_first_copy`` and the views ``validated``, ``keyed``,
+    ``seen`` and ``routed`` over the raw ``source`` table; returns "routed". ``vectorised``:
+    validate in batches (:func:`validate_transactions`) instead of record by record
+    (:class:`ValidateTransaction`); the outcome is the same, only when it comes and what it
+    costs differ. The jar of ``dedup_first_copy`` must have been added (:func:`add_udf_jar`)."""
     et, w = cfg.event_time, cfg.event_time.window_ms
     rules = config_mod.contract_rules(cfg)
     fields = [DataTypes.FIELD(n, t) for n, t in VALIDATED_FIELDS]

@@ -28,9 +28,9 @@ pytestmark = pytest.mark.integration
 
 def incompatible_tree(root, dest):
     """A copy of the code whose rules operator has another uid: its state has no home."""
-    for part in ("payline", "udfs", "jobs", "conf"):
+    for part in ("payline", "udfs", "jobs", "conf", "infra/flink-udfs"):
         shutil.copytree(root / part, dest / part,
-                        ignore=shutil.ignore_patterns("__pycache__"))
+                        ignore=shutil.ignore_patterns("__pycache__", "target"))
     job = dest / "jobs" / "streaming" / "fraud.py"
     text = job.read_text()
     assert '.uid("evaluate-rules")' in text
