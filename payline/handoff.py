@@ -53,8 +53,10 @@ def execute(env, job_name: str) -> None:
         from pyflink.common import Configuration
 
         conf = Configuration()
-        conf.set_string("execution.savepoint.path", spec["savepoint"])
-        conf.set_string("execution.savepoint.ignore-unclaimed-state",
+        # Flink 2's keys: `flink run` without -s writes ignore-unclaimed-state = false under
+        # the new key, which wins over a value under the deprecated execution.savepoint.* one
+        conf.set_string("execution.state-recovery.path", spec["savepoint"])
+        conf.set_string("execution.state-recovery.ignore-unclaimed-state",
                         "true" if spec.get("allow_non_restored") else "false")
         env.configure(conf)
     env.execute(job_name)

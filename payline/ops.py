@@ -134,12 +134,12 @@ def release(cfg: Config, job: str, version: str | None = None,
     (tmp / "tree" / "conf").mkdir()  # the client's config root: defaults of this version
     shutil.copy(source / "conf" / "payline.toml", tmp / "tree" / "conf" / "payline.toml")
     # this version's Java functions (the dedup state), built from its own sources, where its
-    # configuration looks for them
-    from payline import config as config_mod
-    from payline.stack import ensure_udf_jar
+    # own defaults look for them (read as they are: the source's configuration need not have
+    # this checkout's keys)
+    from payline.stack import build_udf_jar
 
-    jar = ensure_udf_jar(config_mod.load(root=source))
     default = tomllib.loads((source / "conf" / "payline.toml").read_text())["flink"]["udf_jar"]
+    jar = build_udf_jar(source, source / default)
     shipped = tmp / "tree" / default
     shipped.parent.mkdir(parents=True)
     shutil.copy(jar, shipped)
@@ -360,11 +360,39 @@ def _client(cfg: Config, manifest: dict, parallelism: int | None, from_savepoint
     for jar in connector_jars(cfg):
         cmd += ["--jarfile", str(jar)]
     cmd += ["--pyFiles", str(rel / "bundle.zip"),
-            "--python", str(rel / "tree" / manifest["script"]), *job_args]
+            "--python", str(rel / "tree" / manifest["script"]), *job_args,
+            *_where_this_stack_is(cfg, rel / "tree")]
     env = flink_env(cfg)
     # the client imports this version's packages, not the checkout's
     env["PYTHONPATH"] = str(rel / "tree")
     return cmd, env
+
+
+# the keys that say where this stack keeps its state and finds its jars, not what a version is
+_STACK_PATH_KEYS = (("paths", "run_dir"), ("paths", "data_dir"), ("paths", "reports_dir"),
+                    ("paths", "ops_dir"), ("paths", "checkpoints_dir"),
+                    ("kafka", "jars_dir"), ("flink", "jars_dir"))
+
+
+def client_dir(manifest: dict, cfg: Config) -> Path:
+    """The working directory of a release's client: its own tree. The client's configuration
+    root falls back to the working directory (its ``payline`` package comes from the bundle,
+    which has no conf/), so it reads its own version's defaults and finds its own Java
+    functions, not the checkout's: an older version's defaults may lack a key this checkout
+    has (or have one it lacks), and a rollback or the restore after a refused upgrade must
+    still start it."""
+    return release_dir(cfg, manifest["job"], manifest["version"]) / "tree"
+
+
+def _where_this_stack_is(cfg: Config, tree: Path) -> list[str]:
+    """``--set`` arguments that keep a release's client on this stack's folders and jars
+    (which its own defaults would resolve under its tree), for the keys its defaults have."""
+    own = tomllib.loads((tree / "conf" / "payline.toml").read_text())
+    out = []
+    for section, key in _STACK_PATH_KEYS:
+        if key in own.get(section, {}):
+            out += ["--set", f"{section}.{key}={getattr(getattr(cfg, section), key)}"]
+    return out
 
 
 def _job_id(manifest: dict, returncode: int, stdout: str, stderr: str) -> str:
@@ -380,8 +408,8 @@ def _submit(cfg: Config, manifest: dict, parallelism: int | None, from_savepoint
             job_args: list[str], allow_non_restored: bool = False) -> str:
     cmd, env = _client(cfg, manifest, parallelism, from_savepoint, job_args,
                        allow_non_restored)
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=cfg.root,
-                          timeout=300)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True,
+                          cwd=client_dir(manifest, cfg), timeout=300)
     return _job_id(manifest, proc.returncode, proc.stdout, proc.stderr)
 
 
@@ -400,7 +428,8 @@ class Prepared:
         env[handoff.ENV] = str(self.spec_file)
         self.logs = [self.spec_file.with_suffix(".out"), self.spec_file.with_suffix(".err")]
         with open(self.logs[0], "w") as out, open(self.logs[1], "w") as err:
-            self.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, cwd=cfg.root)
+            self.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err,
+                                         cwd=client_dir(manifest, cfg))
         deadline = time.monotonic() + timeout_s
         while not handoff.ready_path(self.spec_file).is_file():
             if self.proc.poll() is not None or time.monotonic() > deadline:

@@ -185,10 +185,16 @@ def ensure_udf_jar(cfg: Config) -> Path:
     """The project's Java functions for Flink SQL (``infra/flink-udfs``: the dedup state's
     process table function) as ``flink.udf_jar``, compiled with the JDK's javac against the
     Flink jars of the apache-flink wheel, the very classes the cluster runs. Rebuilt when a
-    source is newer than the jar; the jobs load it through ``pipeline.jars``."""
-    jar, sources = cfg.flink.udf_jar, udf_sources(cfg)
+    source is newer than the jar; the jobs add it with ``env.add_jars``."""
+    return build_udf_jar(cfg.root, cfg.flink.udf_jar)
+
+
+def build_udf_jar(root: Path, jar: Path) -> Path:
+    """:func:`ensure_udf_jar` for the sources under ``root`` (a checkout, or the tree a
+    release is made from) into ``jar``."""
+    sources = sorted((root / UDF_SOURCES).rglob("*.java"))
     if not sources:
-        raise StackError(f"no Java sources in {cfg.root / UDF_SOURCES}")
+        raise StackError(f"no Java sources in {root / UDF_SOURCES}")
     if jar.exists() and jar.stat().st_mtime >= max(s.stat().st_mtime for s in sources):
         return jar
     bindir = Path(java_bin()).parent

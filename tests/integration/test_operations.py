@@ -38,6 +38,22 @@ def incompatible_tree(root, dest):
     return dest
 
 
+def tree_with_defaults_of_its_own(root, dest):
+    """A copy of the code whose configuration has a key this checkout's has not (as an older or
+    newer version's may): its client must read its own defaults, never the checkout's."""
+    for part in ("payline", "udfs", "jobs", "conf", "infra/flink-udfs"):
+        shutil.copytree(root / part, dest / part,
+                        ignore=shutil.ignore_patterns("__pycache__", "target"))
+    code, defaults = dest / "payline" / "config.py", dest / "conf" / "payline.toml"
+    field = "    savepoints_retained: int = _int(1, 10_000)\n"
+    value = "savepoints_retained = 5\n"
+    assert field in code.read_text() and value in defaults.read_text()
+    code.write_text(code.read_text().replace(
+        field, field + "    release_marker: int = _int(0, 10)\n"))
+    defaults.write_text(defaults.read_text().replace(value, value + "release_marker = 1\n"))
+    return dest
+
+
 def on_own_topics(stack_conf, cfg, topics: dict[str, str], *sets: str):
     """The stack up, ``topics`` created; returns a `payline` runner that points every command
     (and the jobs it deploys) at them."""
@@ -77,11 +93,15 @@ def test_release_deploy_upgrade_refused_upgrade_and_rollback(stack_conf, stack_c
     first, second = generated(topics)
     want = reference_alert_ids(first + second)
 
-    assert "released fraud v1" in cli("release", "fraud", "--version", "v1").stdout
-    cli("release", "fraud", "--version", "v2")
-    again = cli("release", "fraud", "--version", "v1", check=False)
+    # v1: a version whose defaults have a key this checkout's lack (deploying it and rolling
+    # back to it must not read the checkout's defaults)
+    ops.release(cfg, "fraud", "v1", source=tree_with_defaults_of_its_own(cfg.root,
+                                                                          tmp_path / "v1"))
+    assert "released fraud v2" in cli("release", "fraud", "--version", "v2").stdout
+    again = cli("release", "fraud", "--version", "v2", check=False)
     assert again.returncode == 1 and "releases are immutable" in again.stderr
-    ops.release(cfg, "fraud", "v3-broken", source=incompatible_tree(cfg.root, tmp_path))
+    ops.release(cfg, "fraud", "v3-broken", source=incompatible_tree(cfg.root,
+                                                                   tmp_path / "v3"))
     manifest = json.loads((ops.release_dir(cfg, "fraud", "v1") / "manifest.json").read_text())
     assert "evaluate-rules" in manifest["uids"] and manifest["files"]
 
@@ -121,8 +141,17 @@ def test_release_deploy_upgrade_refused_upgrade_and_rollback(stack_conf, stack_c
         out = cli("rollback", "fraud").stdout
         assert "rolled fraud back to v1" in out
         assert ops.current_deployment(cfg, "fraud")["version"] == "v1"
-        assert ops.running_job(cfg, "fraud") not in (None, job_v2b)
+        job_v1b = ops.running_job(cfg, "fraud")
+        assert job_v1b not in (None, job_v2b)
         assert wait_for_alerts(cfg, topics["alerts"], want) == want
+
+        # the refused upgrade, taken with its state dropped on purpose
+        out = cli("upgrade", "fraud", "--version", "v3-broken",
+                  "--allow-non-restored-state").stdout
+        assert "upgraded fraud v1 -> v3-broken" in out
+        job_v3 = ops.running_job(cfg, "fraud")
+        assert job_v3 not in (None, job_v1b)
+        assert_restored_from_a_savepoint(cfg, job_v3)
     finally:
         job = ops.running_job(cfg, "fraud")
         if job:
@@ -133,7 +162,8 @@ def test_release_deploy_upgrade_refused_upgrade_and_rollback(stack_conf, stack_c
     trail = [(a["action"], a["outcome"], a.get("version")) for a in audit]
     for step in [("release", "ok", "v1"), ("deploy", "ok", "v1"), ("upgrade", "ok", "v2"),
                  ("upgrade", "failed", "v3-broken"), ("upgrade", "refused", "v3-broken"),
-                 ("restore-after-failed-upgrade", "ok", "v2"), ("rollback", "ok", "v1")]:
+                 ("restore-after-failed-upgrade", "ok", "v2"), ("rollback", "ok", "v1"),
+                 ("upgrade", "ok", "v3-broken")]:
         assert step in trail, (step, trail)
     assert all(a["user"] and a["time"] for a in audit)
     assert any(a["action"] == "savepoint" and a["outcome"] == "ok" for a in audit)

@@ -129,3 +129,34 @@ def test_only_releases_that_wait_for_the_handoff_are_prepared(tmp_path):
     assert not ops.Prepared.supported(cfg, manifest)
     (tree / "handoff.py").write_text("")
     assert ops.Prepared.supported(cfg, manifest)
+
+
+def test_a_release_client_reads_its_own_defaults_on_this_stacks_folders(tmp_path):
+    """A release's `flink run` client runs in the release's tree (its configuration root: its
+    own defaults and Java functions, not the checkout's), and is told this stack's folders
+    and jar directories, for the keys its own defaults have."""
+    from payline import config, ops
+
+    cfg = config.load(overrides=[f"paths.ops_dir={tmp_path}/ops",
+                                       f"paths.run_dir={tmp_path}/run"])
+    manifest = {"job": "transactions", "version": "v1",
+                "script": "jobs/streaming/transactions.py"}
+    tree = ops.release_dir(cfg, "transactions", "v1") / "tree"
+    (tree / "conf").mkdir(parents=True)
+    # an older version's defaults: no [kafka] jars_dir, a key of its own
+    own = (cfg.root / "conf" / "payline.toml").read_text().replace("jars_dir", "jars_folder", 1)
+    assert "jars_folder" in own
+    (tree / "conf" / "payline.toml").write_text(own)
+
+    assert ops.client_dir(manifest, cfg) == tree
+    cmd, env = ops._client(cfg, manifest, None, None, ["--conf", "/x/overlay.toml"])
+    args = cmd[cmd.index("--python") + 2:]
+    assert args[:2] == ["--conf", "/x/overlay.toml"]  # the deployment's own args first
+    pinned = dict(a.split("=", 1) for a in args[3::2])
+    assert args[2::2] == ["--set"] * len(pinned)
+    assert pinned["paths.run_dir"] == str(tmp_path / "run")  # this stack's
+    assert pinned["paths.checkpoints_dir"] == str(cfg.root / "checkpoints")  # made absolute
+    assert pinned["flink.jars_dir"] == str(cfg.flink.jars_dir)
+    assert "kafka.jars_dir" not in pinned  # not a key of that version: not passed
+    assert "flink.udf_jar" not in pinned  # the version's own Java functions
+    assert env["PYTHONPATH"] == str(tree)
