@@ -26,11 +26,16 @@ from .test_fraud_job import (
 pytestmark = pytest.mark.integration
 
 
-def incompatible_tree(root, dest):
-    """A copy of the code whose rules operator has another uid: its state has no home."""
+def code_copy(root, dest):
+    """What a release is made from, copied from the checkout."""
     for part in ("payline", "udfs", "jobs", "conf", "infra/flink-udfs"):
         shutil.copytree(root / part, dest / part,
                         ignore=shutil.ignore_patterns("__pycache__", "target"))
+
+
+def incompatible_tree(root, dest):
+    """A copy of the code whose rules operator has another uid: its state has no home."""
+    code_copy(root, dest)
     job = dest / "jobs" / "streaming" / "fraud.py"
     text = job.read_text()
     assert '.uid("evaluate-rules")' in text
@@ -41,9 +46,7 @@ def incompatible_tree(root, dest):
 def tree_with_defaults_of_its_own(root, dest):
     """A copy of the code whose configuration has a key this checkout's has not (as an older or
     newer version's may): its client must read its own defaults, never the checkout's."""
-    for part in ("payline", "udfs", "jobs", "conf", "infra/flink-udfs"):
-        shutil.copytree(root / part, dest / part,
-                        ignore=shutil.ignore_patterns("__pycache__", "target"))
+    code_copy(root, dest)
     code, defaults = dest / "payline" / "config.py", dest / "conf" / "payline.toml"
     field = "    savepoints_retained: int = _int(1, 10_000)\n"
     value = "savepoints_retained = 5\n"
