@@ -178,7 +178,11 @@ UDF_SOURCES = Path("infra") / "flink-udfs" / "src"
 
 
 def udf_sources(cfg: Config) -> list[Path]:
-    return sorted((cfg.root / UDF_SOURCES).rglob("*.java"))
+    return java_sources(cfg.root)
+
+
+def java_sources(root: Path) -> list[Path]:
+    return sorted((root / UDF_SOURCES).rglob("*.java"))
 
 
 def ensure_udf_jar(cfg: Config) -> Path:
@@ -192,7 +196,7 @@ def ensure_udf_jar(cfg: Config) -> Path:
 def build_udf_jar(root: Path, jar: Path) -> Path:
     """:func:`ensure_udf_jar` for the sources under ``root`` (a checkout, or the tree a
     release is made from) into ``jar``."""
-    sources = sorted((root / UDF_SOURCES).rglob("*.java"))
+    sources = java_sources(root)
     if not sources:
         raise StackError(f"no Java sources in {root / UDF_SOURCES}")
     if jar.exists() and jar.stat().st_mtime >= max(s.stat().st_mtime for s in sources):
