@@ -347,7 +347,7 @@ def _client(cfg: Config, manifest: dict, parallelism: int | None, from_savepoint
     from payline.flink_cli import connector_jars, warn_if_memory_misfits
     from payline.stack import flink_bin, flink_env, render_flink_conf
 
-    rel = release_dir(cfg, manifest["job"], manifest["version"])
+    rel, tree = release_dir(cfg, manifest["job"], manifest["version"]), client_dir(manifest, cfg)
     render_flink_conf(cfg)
     warn_if_memory_misfits(cfg)
     cmd = [flink_bin("flink"), "run", "-d", *cfg.flink.run_options()]
@@ -360,11 +360,11 @@ def _client(cfg: Config, manifest: dict, parallelism: int | None, from_savepoint
     for jar in connector_jars(cfg):
         cmd += ["--jarfile", str(jar)]
     cmd += ["--pyFiles", str(rel / "bundle.zip"),
-            "--python", str(rel / "tree" / manifest["script"]), *job_args,
-            *_where_this_stack_is(cfg, rel / "tree")]
+            "--python", str(tree / manifest["script"]), *job_args,
+            *_where_this_stack_is(cfg, tree)]
     env = flink_env(cfg)
     # the client imports this version's packages, not the checkout's
-    env["PYTHONPATH"] = str(rel / "tree")
+    env["PYTHONPATH"] = str(tree)
     return cmd, env
 
 

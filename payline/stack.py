@@ -177,11 +177,9 @@ def ensure_jars(cfg: Config) -> None:
 UDF_SOURCES = Path("infra") / "flink-udfs" / "src"
 
 
-def udf_sources(cfg: Config) -> list[Path]:
-    return java_sources(cfg.root)
-
-
-def java_sources(root: Path) -> list[Path]:
+def udf_sources(root: Path) -> list[Path]:
+    """The Java sources of the project's Flink functions under ``root`` (a checkout, or the
+    tree a release is made from)."""
     return sorted((root / UDF_SOURCES).rglob("*.java"))
 
 
@@ -196,7 +194,7 @@ def ensure_udf_jar(cfg: Config) -> Path:
 def build_udf_jar(root: Path, jar: Path) -> Path:
     """:func:`ensure_udf_jar` for the sources under ``root`` (a checkout, or the tree a
     release is made from) into ``jar``."""
-    sources = java_sources(root)
+    sources = udf_sources(root)
     if not sources:
         raise StackError(f"no Java sources in {root / UDF_SOURCES}")
     if jar.exists() and jar.stat().st_mtime >= max(s.stat().st_mtime for s in sources):

@@ -17,7 +17,7 @@ def test_the_jar_is_built_once_and_again_after_a_source_changes(tmp_path):
     built = jar.stat().st_mtime_ns
     assert stack.ensure_udf_jar(cfg).stat().st_mtime_ns == built  # up to date: kept
 
-    source = stack.udf_sources(cfg)[0]
+    source = stack.udf_sources(cfg.root)[0]
     os.utime(jar, ns=(built, source.stat().st_mtime_ns - 10**9))  # the jar is older now
     stack.ensure_udf_jar(cfg)
     assert jar.stat().st_mtime_ns > source.stat().st_mtime_ns - 10**9
