@@ -5,7 +5,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup jars demo test lint up down status clean
+.PHONY: setup jars demo test unit lint up down status clean
 
 setup: $(VENV)/.installed jars
 
@@ -31,8 +31,16 @@ test: setup lint
 	if [ $$rc -eq 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; \
 	exit $$rc
 
+# ruff, then the layer contract of pyproject.toml ([tool.importlinter])
+# the everyday loop: the unit tier (no JVM, no stack), a minute or two
+unit: $(VENV)/.installed lint
+	$(BIN)/pytest -m unit -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make unit: no tests were collected" >&2; exit 1; fi; \
+	exit $$rc
+
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 up down status: setup
 	$(BIN)/payline $@

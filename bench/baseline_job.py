@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pyflink.table import EnvironmentSettings, TableEnvironment  # noqa: E402
 
 from jobs.streaming.txn_sql import configure_rocksdb  # noqa: E402
-from payline import config as config_mod  # noqa: E402
+from runtime import config as config_mod  # noqa: E402
 
 
 def main(argv=None) -> None:

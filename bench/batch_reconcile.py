@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from payline import archiver, generator  # noqa: E402
-from payline import config as config_mod  # noqa: E402
+from runtime import config as config_mod  # noqa: E402
 from udfs import contract, fraud, semantics  # noqa: E402
 
 PARTITIONS = 3

@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.transactions_throughput import rest, submitted_job_id  # noqa: E402
-from payline import config as config_mod  # noqa: E402
+from runtime import config as config_mod  # noqa: E402
 from payline import generator, stack  # noqa: E402
 from payline.flink_cli import flink_run  # noqa: E402
 

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.transactions_throughput import run_and_watch  # noqa: E402
-from payline import config as config_mod  # noqa: E402
+from runtime import config as config_mod  # noqa: E402
 from payline import generator, stack, topics  # noqa: E402
 
 VARIANTS = {

@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from payline import config as config_mod  # noqa: E402
+from runtime import config as config_mod  # noqa: E402
 from payline import generator, stack, topics  # noqa: E402
 from payline.flink_cli import flink_run  # noqa: E402
 

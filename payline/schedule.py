@@ -25,9 +25,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-
-class ScheduleError(RuntimeError):
-    """One line for the operator."""
+from payline.errors import ScheduleError
 
 
 def parse_every(text: str, window_ms: int) -> int:
@@ -83,7 +81,7 @@ def run(lock_path: Path, state_path: Path, every_ms: int, grace_ms: int,
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ScheduleError(f"schedule: another scheduler holds {lock_path}") from None
+            raise ScheduleError(f"another scheduler holds {lock_path}") from None
         state = State(state_path)
         worst = 0
         while True:

@@ -310,6 +310,8 @@ def canonical_arrow(values, rules: Rules = DEFAULT_RULES):
     the common valid shape and pass the rules the pattern does not hold (size, ranges, the
     currency allow-list), as a ``pyarrow.Table`` of ``row`` (index into ``values``) and the
     nine fields. Every other value is for :func:`validate`."""
+    # deferred: only the vectorised paths need pyarrow; validate() and its users (the
+    # generator, the per-record Flink function) do not load it
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -340,6 +342,7 @@ def validate_arrow(values, rules: Rules = DEFAULT_RULES):
     """:func:`validate` over an Arrow array of raw values (binary, nulls allowed), vectorised
     for the common shape. Returns a ``pyarrow.Table`` of VALIDATED_COLUMNS with one row per
     value in no particular order; ``row`` is the value's index in ``values``."""
+    # deferred: as in canonical_arrow
     import numpy as np
     import pyarrow as pa
 

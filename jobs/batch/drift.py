@@ -22,11 +22,16 @@ Checks, and why:
   baseline mean, flagged when the rate is more than ``rate_change`` (default 1.0: doubled)
   above it and above ``rate_floor`` in absolute terms (0.002), so that a rate moving from 0 to
   one record in a million is not drift.
+
+The history: one JSON file of metrics per reconciled interval under
+``<data_dir>/quality/history/`` (:func:`check_drift` writes it, the report reads it back).
 """
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9, 0.99)
 MIN_SHARE = 1e-4
@@ -93,3 +98,30 @@ def compare(current: dict, history: list[dict], params) -> dict:
         out[f"rate.{rate}"] = {"value": round(value, 6), "threshold": round(limit, 6),
                                "drifted": value > limit}
     return out
+
+
+# --- the history of run metrics ------------------------------------------------------------------
+
+
+def history_dir(cfg) -> Path:
+    return cfg.paths.data_dir / "quality" / "history"
+
+
+def metrics_history(cfg) -> list[dict]:
+    """Every run's metrics in the history, by interval start: {start_ms, end_ms, metrics}."""
+    out = []
+    for f in history_dir(cfg).glob("interval=*.json"):
+        start, end = (int(x) for x in f.stem.split("=", 1)[1].split("_"))
+        out.append({"start_ms": start, "end_ms": end, "metrics": json.loads(f.read_text())})
+    return sorted(out, key=lambda h: h["start_ms"])
+
+
+def check_drift(cfg, start_ms: int, end_ms: int, metrics: dict) -> dict:
+    """Append the run's metrics to the history (one file per interval: a re-run replaces its
+    own) and compare them with the runs of earlier intervals (:func:`compare`, ``[drift]``)."""
+    earlier = [h["metrics"] for h in metrics_history(cfg) if h["start_ms"] < start_ms]
+    result = compare(metrics, earlier, cfg.drift)
+    history_dir(cfg).mkdir(parents=True, exist_ok=True)
+    (history_dir(cfg) / f"interval={start_ms}_{end_ms}.json").write_text(
+        json.dumps(metrics, sort_keys=True) + "\n")
+    return result

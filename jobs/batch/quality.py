@@ -23,7 +23,7 @@ from udfs import contract
 
 
 def _expectations(cfg) -> dict[str, list]:
-    import great_expectations as gx
+    import great_expectations as gx  # deferred: seconds to import, only a run's suites need it
 
     E = gx.expectations
     c = cfg.contract
@@ -72,6 +72,7 @@ def failing(summary: dict) -> list[str]:
 def validate(cfg, frames: dict) -> dict:
     """Run the three suites over Spark DataFrames (by suite name); refresh Data Docs.
     Returns {suite: {"success": bool, "evaluated": n, "failed": [expectation types]}}."""
+    # deferred: seconds to import, only a run's suites need it
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 

@@ -18,7 +18,9 @@ import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
-from jobs.batch import quality
+from pyspark.sql import functions as F
+
+from jobs.batch import drift, quality
 from udfs import reconcile
 
 SAMPLE_ROWS = 25
@@ -55,8 +57,6 @@ def iso(ms: int) -> str:
 
 def collect(spark, cfg, results: dict) -> dict:
     """The small, already aggregated data the report shows (collected to the driver)."""
-    from pyspark.sql import functions as F
-
     out_dir = results["out_dir"]
     aggs = spark.read.parquet(str(out_dir / "aggregates.parquet"))
 
@@ -103,14 +103,14 @@ def collect(spark, cfg, results: dict) -> dict:
 
 def history(cfg, up_to_start_ms: int) -> list[dict]:
     """The drift history of the runs up to this one, oldest first."""
-    from jobs.batch.reconcile import metrics_history
-
-    return [h for h in metrics_history(cfg) if h["start_ms"] <= up_to_start_ms]
+    return [h for h in drift.metrics_history(cfg) if h["start_ms"] <= up_to_start_ms]
 
 
 # --- charts --------------------------------------------------------------------------------------
 
 def _pyplot():
+    # deferred: matplotlib is heavy and only the report's charts need it; the Agg backend must
+    # be chosen before pyplot is first imported
     import matplotlib
 
     matplotlib.use("Agg")
@@ -240,8 +240,6 @@ def chart_amounts(plt, bins: dict[str, dict[int, int]], runs: list[dict], params
                   path: Path) -> str:
     """Histogram of amounts for the busiest currencies, this run's median (solid) against the
     baseline's (dashed, mean of the previous runs' medians)."""
-    from jobs.batch import drift
-
     top = sorted(bins, key=lambda c: -sum(bins[c].values()))[:MAX_CURRENCY_PANELS]
     cols = 3
     rows = max(1, math.ceil(len(top) / cols))

@@ -77,11 +77,12 @@ from pyflink.datastream import (
     RuntimeContext,
     StreamExecutionEnvironment,
 )
+from pyflink.datastream.data_stream import KeyedStream
 from pyflink.datastream.state import ListStateDescriptor, MapStateDescriptor, ValueStateDescriptor
+from pyflink.java_gateway import get_gateway
 from pyflink.table import DataTypes, StreamTableEnvironment
 from pyflink.table.udf import ScalarFunction, udf
 
-from jobs.streaming import ACCOUNTS_TABLE, FRAUD_JOB_NAME
 from jobs.streaming.txn_sql import (
     add_udf_jar,
     configure_tables,
@@ -95,12 +96,14 @@ from jobs.streaming.txn_sql import (
     source_ddl,
     sql_interval,
 )
-from payline import config as config_mod
-from payline import handoff
+from runtime import config as config_mod
+from runtime import handoff
+from runtime.registry import ACCOUNTS_TABLE, FRAUD
+from runtime.settings import contract_rules
 from udfs import fraud, semantics
 from udfs.contract import Invalid, Rules, Tombstone, validate_profile
 
-JOB_NAME = FRAUD_JOB_NAME
+JOB_NAME = FRAUD.name
 
 # --- the accounts topic --------------------------------------------------------------------------
 
@@ -417,9 +420,6 @@ def key_by_account(t_env, rule_input):
     so the keyed state and timers are laid out as before. The keyed Python operator needs
     a ``RowTypeInfo`` input, which the typed ``to_append_stream`` gives (``to_data_stream``
     gives the table's external type)."""
-    from pyflink.datastream.data_stream import KeyedStream
-    from pyflink.java_gateway import get_gateway
-
     record_type = Types.ROW(RULE_INPUT_TYPES)
     t_env.create_temporary_view("rule_input", rule_input)
     pairs = t_env.sql_query(f"SELECT account_id, ROW({', '.join(RULE_INPUT)}) FROM rule_input")
@@ -456,7 +456,7 @@ def build_pipeline(t_env, transactions: str, accounts: str, sinks: dict[str, str
     statement set."""
     routed = create_routed_view(t_env, transactions, cfg)
     t_env.create_temporary_function("validate_profile", udf(
-        ValidateProfile(config_mod.contract_rules(cfg)),
+        ValidateProfile(contract_rules(cfg)),
         result_type=DataTypes.ROW([DataTypes.FIELD(n, t) for n, t in PROFILE_FIELDS])))
     fields = ", ".join(f"v.{name} AS {name}" for name, _ in PROFILE_FIELDS)
     t_env.execute_sql(f"""

@@ -56,7 +56,6 @@ from pyflink.datastream import (
 )
 from pyflink.table import StreamTableEnvironment
 
-from jobs.streaming import TRANSACTIONS_JOB_NAME
 from jobs.streaming.txn_sql import (
     add_udf_jar,
     configure_tables,
@@ -67,12 +66,13 @@ from jobs.streaming.txn_sql import (
     source_ddl,
     sql_interval,
 )
-from payline import config as config_mod
-from payline import handoff
-from udfs import semantics
+from runtime import config as config_mod
+from runtime import handoff
+from runtime.registry import TRANSACTIONS
+from udfs import semantics, windows
 from udfs.contract import ERROR_CLASSES, FIELD_NAMES
 
-JOB_NAME = TRANSACTIONS_JOB_NAME
+JOB_NAME = TRANSACTIONS.name
 
 # What goes back from the counting operator to a Kafka sink table.
 SINK_ROW = Types.ROW_NAMED(["key", "value"], [Types.STRING(), Types.STRING()])
@@ -139,28 +139,27 @@ def build_pipeline(t_env, source: str, sinks: dict[str, str], cfg):
     w = cfg.event_time.window_ms
     topic = cfg.topics.transactions
     create_routed_view(t_env, source, cfg, vectorised=True)
-    window_start = f"(event_time_ms - MOD(event_time_ms, {w}))"
+    window_start = windows.window_start_sql(windows.EVENT_TIME, w)
     # start computed from event_time_ms as udfs.semantics.window_start does (epoch-aligned);
     # every row of a window has the same value
     start = f"MIN({window_start})"
+    # the measures (udfs.windows.AGGREGATE_MEASURES), one per line as they have always been:
+    # the text is the plan a savepoint maps onto
+    measures = windows.aggregate_select_sql(",\n" + " " * 15)
+    derived = dict(windows.derived_sql("window_start_ms", w))
     aggregate = f"""
       SELECT CONCAT(account_id, '|', currency, '|', CAST(window_start_ms AS STRING)) AS key,
              JSON_OBJECT('account_id' VALUE account_id, 'currency' VALUE currency,
                          'window_start_ms' VALUE window_start_ms,
-                         'window_end_ms' VALUE window_start_ms + {w},
+                         'window_end_ms' VALUE {derived["window_end_ms"]},
                          'txn_count' VALUE txn_count, 'purchase_count' VALUE purchase_count,
                          'refund_count' VALUE refund_count,
                          'purchase_cents' VALUE purchase_cents, 'refund_cents' VALUE refund_cents,
-                         'net_cents' VALUE purchase_cents - refund_cents,
+                         'net_cents' VALUE {derived["net_cents"]},
                          'max_amount_cents' VALUE max_amount_cents) AS `value`,
              txn_count
       FROM (
-        SELECT account_id, currency, {start} AS window_start_ms, COUNT(*) AS txn_count,
-               SUM(CASE WHEN kind = 'purchase' THEN 1 ELSE 0 END) AS purchase_count,
-               SUM(CASE WHEN kind = 'refund' THEN 1 ELSE 0 END) AS refund_count,
-               SUM(CASE WHEN kind = 'purchase' THEN amount_cents ELSE 0 END) AS purchase_cents,
-               SUM(CASE WHEN kind = 'refund' THEN amount_cents ELSE 0 END) AS refund_cents,
-               MAX(amount_cents) AS max_amount_cents
+        SELECT account_id, currency, {start} AS window_start_ms, {measures}
         FROM TABLE(TUMBLE(
           TABLE routed, DESCRIPTOR(rowtime), {sql_interval(w)}))
         WHERE outcome = '{semantics.ACCEPTED}' AND NOT late

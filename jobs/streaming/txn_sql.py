@@ -17,10 +17,9 @@ from pyflink.common import Row
 from pyflink.table import DataTypes
 from pyflink.table.udf import ScalarFunction, udf
 
-from jobs.streaming import FRAUD_JOB_NAME, TRANSACTIONS_JOB_NAME
-from payline import config as config_mod
-from payline import security
-from udfs import semantics
+from runtime import kafka_clients, registry
+from runtime.settings import ROCKSDB_COMPRESSION, contract_rules
+from udfs import semantics, windows
 from udfs.contract import FIELD_NAMES, Rules, Valid, validate, validate_arrow
 
 VALIDATED_FIELDS = [
@@ -88,6 +87,8 @@ def validate_transactions(rules: Rules):
     it on the second core. The fraud job's LARGE_AMOUNT alerts cannot wait for a batch, so it
     keeps the per-record function."""
     def run(values, watermarks):
+        # deferred: imported in the Python worker that runs the function, not by the client
+        # that builds the job
         import numpy as np
         import pyarrow as pa
 
@@ -126,6 +127,13 @@ def epoch_ms_sql(column: str) -> str:
             f" + CAST(DATE_FORMAT({column}, 'SSS') AS BIGINT))")
 
 
+def flink_instant_sql(epoch_ms: str) -> str:
+    """A TIMESTAMP_LTZ(3), comparable with a watermark, from an epoch-ms expression (the
+    ``to_time`` of udfs.windows.is_late_sql; laid out over two lines as the ``routed`` view has
+    always had it)."""
+    return f"TO_TIMESTAMP_LTZ({epoch_ms},\n{' ' * 44}3)"
+
+
 def json_epoch_ms_sql(field: str) -> str:
     """SQL for a top-level JSON integer field of the raw `value` (NULL unless it is a JSON
     integer of at most 13 digits). JSON_QUERY keeps JSON types apart, JSON_VALUE does not:
@@ -148,8 +156,8 @@ def kafka_source_options(cfg, topic: str, args, startup: str) -> str:
     return f"""
       'connector' = 'kafka',
       'topic' = '{topic}',
-      'properties.bootstrap.servers' = '{security.bootstrap(cfg)}',{
-          security.flink_sql_options(cfg, args.component)}
+      'properties.bootstrap.servers' = '{kafka_clients.bootstrap(cfg)}',{
+          kafka_clients.flink_sql_options(cfg, args.component)}
       'properties.group.id' = '{args.group_id}',
       'properties.isolation.level' = 'read_committed',
       {startup}
@@ -182,10 +190,6 @@ def source_ddl(cfg, args) -> str:
     """
 
 
-# the principal (payline.security) each job's Kafka clients log in as, in secure mode
-JOB_COMPONENTS = {TRANSACTIONS_JOB_NAME: "transactions", FRAUD_JOB_NAME: "fraud"}
-
-
 def sink_ddl(cfg, job_name: str, name: str, topic: str, columns: str, key_field: str,
              value_format: str, exactly_once: bool = True, extra: str = "") -> str:
     """A Kafka sink table. Exactly-once: transactional, committed on checkpoints (readers use
@@ -199,8 +203,8 @@ def sink_ddl(cfg, job_name: str, name: str, topic: str, columns: str, key_field:
     CREATE TEMPORARY TABLE {name} ({columns}) WITH (
       'connector' = 'kafka',
       'topic' = '{topic}',
-      'properties.bootstrap.servers' = '{security.bootstrap(cfg)}',{
-          security.flink_sql_options(cfg, JOB_COMPONENTS[job_name])}
+      'properties.bootstrap.servers' = '{kafka_clients.bootstrap(cfg)}',{
+          kafka_clients.flink_sql_options(cfg, registry.by_flink_name(job_name).component)}
       -- below the broker's transaction.max.timeout.ms; outlives any checkpoint
       'properties.transaction.timeout.ms' = '900000',
       {guarantee}
@@ -240,7 +244,7 @@ def create_routed_view(t_env, source: str, cfg, vectorised: bool = False) -> str
     (:class:`ValidateTransaction`); the outcome is the same, only when it comes and what it
     costs differ. The jar of ``dedup_first_copy`` must have been added (:func:`add_udf_jar`)."""
     et, w = cfg.event_time, cfg.event_time.window_ms
-    rules = config_mod.contract_rules(cfg)
+    rules = contract_rules(cfg)
     fields = [DataTypes.FIELD(n, t) for n, t in VALIDATED_FIELDS]
     t_env.create_temporary_function(
         "validate_txn",
@@ -303,7 +307,8 @@ def create_routed_view(t_env, source: str, cfg, vectorised: bool = False) -> str
                             horizon_ms => CAST({cfg.contract.dedup_horizon_ms} AS BIGINT),
                             uid => '{DEDUP_UID}')
     """)
-    # udfs.semantics.dedup_decision and is_late, as SQL.
+    # udfs.semantics.dedup_decision and is_late, as SQL (udfs.semantics.dedup_decision_sql,
+    # udfs.windows.is_late_sql; the text is the plan a savepoint maps onto: keep it as it is).
     # The watermark a record is judged against is the highest CURRENT_WATERMARK seen so far on
     # its Kafka partition, kept in keyed state (the MAX OVER below). While the job runs, that is
     # CURRENT_WATERMARK itself (watermarks only rise). After a restore, CURRENT_WATERMARK
@@ -312,13 +317,13 @@ def create_routed_view(t_env, source: str, cfg, vectorised: bool = False) -> str
     # new watermark caught up was routed "on time" and then dropped, and so lost (found by
     # `payline soak`). The restored maximum routes it to payments.late-transactions.
     horizon = cfg.contract.dedup_horizon_ms
-    window_start = f"(event_time_ms - MOD(event_time_ms, {w}))"
+    late = windows.is_late_sql(windows.EVENT_TIME, "arrival_watermark", w,
+                               et.allowed_lateness_ms, to_time=flink_instant_sql,
+                               and_="\n" + " " * 23 + "AND ")
     t_env.execute_sql(f"""
       CREATE TEMPORARY VIEW routed AS
       SELECT *,
-             CASE WHEN outcome = '{semantics.ACCEPTED}' AND arrival_watermark IS NOT NULL
-                       AND TO_TIMESTAMP_LTZ({window_start} + {w - 1 + et.allowed_lateness_ms},
-                                            3) <= arrival_watermark
+             CASE WHEN outcome = '{semantics.ACCEPTED}' AND {late}
                   THEN TRUE ELSE FALSE END AS late
       FROM (SELECT *,
                    CASE WHEN error_class IS NOT NULL THEN error_class
@@ -347,7 +352,7 @@ def parse_job_args(prog: str, description: str, argv) -> argparse.Namespace:
     p.add_argument("--starting-offsets", choices=("earliest", "committed"), default="committed")
     p.add_argument("--group-id", default=None)
     args = p.parse_args(argv)
-    args.component = prog  # whose Kafka login the job uses in secure mode (payline.security)
+    args.component = prog  # whose Kafka login the job uses in secure mode (runtime.kafka_clients)
     return args
 
 
@@ -369,4 +374,4 @@ def configure_rocksdb(conf, cfg) -> None:
     and the flush and the compaction after it compete for the 2 cores with the records:
     uncompressed they cost less (bench/RESULTS.md, sessions 25-26). No effect on heap state."""
     conf.set("state.backend.rocksdb.compression.per.level",
-             config_mod.ROCKSDB_COMPRESSION[cfg.flink.rocksdb_compression])
+             ROCKSDB_COMPRESSION[cfg.flink.rocksdb_compression])

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from payline import archiver, config
+from jobs import archiver
+
+from runtime import config
 from tests.stacks import stack_toml
 
-pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 # The JobManager restart (75-120 s here: both jobs submitted again) and the upgrade/rollback

@@ -18,11 +18,12 @@ import uuid
 import pyarrow.parquet as pq
 import pytest
 
-from payline import archiver, stack
-from payline.generator import producer
+from jobs import archiver
 
-from .conftest import payline, wait_for
-from .kafka_io import create_topic, read_all
+from payline.generator.send import producer
+from payline.local.archiver_proc import archiver_paths
+from tests.support.kafka_io import create_topic, read_all
+from tests.support.stack import payline, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +65,7 @@ def send_batch(cfg, batch: int, aborted: str) -> None:
 
 
 def archiver_pid(cfg) -> int:
-    pid_file, _ = stack.archiver_paths(cfg)
+    pid_file, _ = archiver_paths(cfg)
     return int(pid_file.read_text().split()[0])
 
 

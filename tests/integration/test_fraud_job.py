@@ -15,16 +15,28 @@ import hashlib
 import json
 import os
 import signal
-import time
 from collections import defaultdict
 
 import pytest
 
-from payline import generator, stack
-from payline.generator import producer
-from udfs import contract, fraud, semantics
-
-from .conftest import (
+from payline.generator.send import producer
+from payline.local import cluster
+from tests.support.fraud_traffic import (
+    DAY,
+    T0,
+    alerts_in,
+    completed_checkpoints,
+    enc,
+    flush_records,
+    generated,
+    reference_alert_ids,
+    send_records,
+    topics_of,
+    txn,
+    wait_for_alerts,
+)
+from tests.support.kafka_io import account_on, create_topic, read_all
+from tests.support.stack import (
     assert_state_uncompressed,
     cancel_job,
     flink_api,
@@ -32,29 +44,18 @@ from .conftest import (
     submit_job,
     wait_for,
 )
-from .kafka_io import account_on, create_topic, read_all
+from udfs import fraud
 
 pytestmark = pytest.mark.integration
 
-T0 = 1767225600000  # 2026-01-01T00:00:00Z
-DAY = 86_400_000
 
 
-def topics_of(prefix: str) -> dict[str, str]:
-    return {k: f"{prefix}.{k}" for k in ("transactions", "accounts", "alerts", "dlq")}
 
 
-def enc(obj) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode()
 
 
-_n = iter(range(10**6))
 
 
-def txn(account, t, amount=1000, kind="purchase", country="DE", txn_id=None):
-    return {"txn_id": txn_id or f"t-{account}-{next(_n):04d}", "account_id": account,
-            "merchant_id": "m-1", "amount_cents": amount, "currency": "EUR", "kind": kind,
-            "event_time_ms": T0 + t, "channel": "web", "country": country}
 
 
 def profile(account, home, tier, valid_from_ms):
@@ -170,8 +171,6 @@ def produce(cfg, topic, records) -> None:
         prod.flush(30)  # one at a time: arrival order is the list's order
 
 
-def alerts_in(cfg, topic) -> list[dict]:
-    return [json.loads(r.value) for r in read_all(cfg, topic)]
 
 
 def test_alerts_equal_the_independently_computed_ones(stack_conf, stack_cfg):
@@ -220,78 +219,18 @@ def test_alerts_equal_the_independently_computed_ones(stack_conf, stack_cfg):
 
 # --- generated traffic: crash and savepoint ----------------------------------------------------
 
-GEN = generator.Options(seed=11, count=3000, accounts=40, late_fraction=0.0,
-                        large_amount_fraction=0.01, high_risk_account_fraction=0.3)
 
 
-def generated(topics) -> tuple[list, list]:
-    """The generator's records for ``topics``, split in two halves (profiles first)."""
-    opts = generator.Options(**{**GEN.__dict__, "txn_topic": topics["transactions"],
-                                "accounts_topic": topics["accounts"]})
-    records = list(generator.plan(opts))
-    half = len(records) // 2
-    return records[:half], records[half:]
 
 
-def flush_records(topics) -> list:
-    """One transaction per partition 10 minutes after everything else: the watermark then
-    passes every generated transaction (no alert: single, small, unknown accounts)."""
-    last = T0 + 3_600_000
-    return [generator.Record(0, topics["transactions"], account_on(p, "flush").encode(),
-                             enc(txn(account_on(p, "flush"), last - T0 + p)), "flush", 0.0)
-            for p in range(3)]
 
 
-def send_records(cfg, records) -> None:
-    prod = producer(cfg.kafka.bootstrap)
-    for r in records:
-        prod.produce(r.topic, key=r.key, value=r.value)
-        prod.poll(0)
-    assert prod.flush(60) == 0
 
 
-def reference_alert_ids(records) -> set[str]:
-    """The batch replay: validation and dedup in (partition, offset) order = send order per
-    key, then udfs.fraud.alerts_of."""
-    profiles, first, accepted = defaultdict(dict), {}, []
-    for r in records:
-        if r.topic.endswith("accounts"):
-            p = contract.validate_profile(r.value, r.key)
-            if isinstance(p, contract.ValidProfile):
-                v = p.profile
-                profiles[v["account_id"]][v["valid_from_ms"]] = fraud.Profile(
-                    v["valid_from_ms"], v["home_country"], v["risk_tier"])
-            continue
-        v = contract.validate(r.value)
-        if not v.ok:
-            continue
-        t = v.txn
-        seen = first.setdefault(t["txn_id"], None)
-        if seen is None:
-            first[t["txn_id"]] = (semantics.fingerprint(t), t["event_time_ms"])
-        if semantics.dedup_decision(seen, t, DAY) == semantics.ACCEPTED:
-            accepted.append(t)
-    return {a.alert_id for a in fraud.alerts_of(accepted, profiles)}
 
 
-def wait_for_alerts(cfg, topic, want: set[str], timeout_s=240) -> set[str]:
-    got: set[str] = set()
-
-    def complete():
-        got.clear()
-        got.update(a["alert_id"] for a in alerts_in(cfg, topic))
-        return want <= got
-
-    try:
-        wait_for(complete, timeout_s, "every expected alert", every_s=3)
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}: {len(want - got)} of {len(want)} missing") from None
-    time.sleep(3)  # anything extra would show now
-    return {a["alert_id"] for a in alerts_in(cfg, topic)}
 
 
-def completed_checkpoints(cfg, job_id) -> int:
-    return flink_api(cfg, f"/jobs/{job_id}/checkpoints")["counts"]["completed"]
 
 
 def test_a_taskmanager_killed_mid_run_loses_no_alert(stack_conf, stack_cfg):
@@ -305,10 +244,10 @@ def test_a_taskmanager_killed_mid_run_loses_no_alert(stack_conf, stack_cfg):
         seen = completed_checkpoints(cfg, job_id)
         wait_for(lambda: completed_checkpoints(cfg, job_id) >= seen + 2, 60, "two checkpoints")
         assert alerts_in(cfg, topics["alerts"]), "no alert before the kill"
-        for pid in stack.flink_pids(cfg)["taskmanager"]:
+        for pid in cluster.flink_pids(cfg)["taskmanager"]:
             os.kill(pid, signal.SIGKILL)
         send_records(cfg, second + flush_records(topics))
-        stack.taskmanager_start(cfg, log=lambda _: None)
+        cluster.taskmanager_start(cfg, log=lambda _: None)
         assert wait_for_alerts(cfg, topics["alerts"], want) == want
         restarts = flink_api(cfg, f"/jobs/{job_id}/exceptions")["exceptionHistory"]["entries"]
         assert restarts, "the job never noticed the kill"

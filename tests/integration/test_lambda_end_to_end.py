@@ -11,12 +11,14 @@ import time
 import pyarrow.parquet as pq
 import pytest
 
+from jobs import archiver
 from jobs.batch import reconcile as job
-from payline import archiver, generator
+from payline.flink.rest import FlinkRest
+from payline.generator import plan as generator
+from payline.generator.send import send
+from tests.support.kafka_io import read_all
+from tests.support.stack import cancel_job, payline, submit_job, wait_for
 from udfs import reconcile
-
-from .conftest import cancel_job, payline, submit_job, wait_for
-from .kafka_io import read_all
 
 pytestmark = pytest.mark.integration
 
@@ -50,8 +52,7 @@ def send_late_behind_a_watermark(cfg, opts, job_id: str) -> dict[str, int]:
                      "the transactions job's first watermark")
             waited = True
 
-    report = generator.send(cfg.kafka.bootstrap, opts, max_speed=True, stream=io.StringIO(),
-                            hold=hold)
+    report = send(cfg.kafka.bootstrap, opts, max_speed=True, stream=io.StringIO(), hold=hold)
     assert waited, "the plan had no late record"
     return report.counts
 
@@ -59,12 +60,10 @@ def send_late_behind_a_watermark(cfg, opts, job_id: str) -> dict[str, int]:
 def has_watermark(cfg, job_id: str) -> bool:
     """True once an operator after the transactions job's source has received a watermark
     (Flink reports Long.MIN_VALUE before the first one)."""
-    from payline import stack
-
-    job = stack.flink_rest(cfg, f"/jobs/{job_id}") or {}
+    rest = FlinkRest.of(cfg)
+    job = rest.job(job_id)
     for vertex in job.get("vertices", [])[1:]:
-        marks = stack.flink_rest(cfg, f"/jobs/{job_id}/vertices/{vertex['id']}/watermarks")
-        for mark in marks or []:
+        for mark in rest.get(f"/jobs/{job_id}/vertices/{vertex['id']}/watermarks"):
             if int(float(mark["value"])) > -2**63:
                 return True
     return False

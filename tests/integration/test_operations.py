@@ -188,7 +188,9 @@ def test_status_shows_version_checkpoints_restarts_and_the_lag_of_a_stopped_job(
     import os
     import signal
 
-    from payline import config, stack
+    from runtime import config
+
+    from payline import stack
 
     names = {k: f"it.status.{k}" for k in ("transactions", "accounts", "aggregates", "late",
                                           "dlq")}
@@ -370,7 +372,8 @@ def test_a_switch_of_the_state_backend_through_a_savepoint_keeps_the_dedup_state
     runs on heap state, and the dedup state came across: the retry and the conflicting copy
     of a transaction sent before the switch are judged against it; the committed aggregates
     are the independently computed ones, each once."""
-    from payline import config, stack
+    from runtime import config
+    from payline import stack
 
     from . import test_transactions_job as tx
 

@@ -14,7 +14,8 @@ import pytest
 
 from jobs.batch import quality
 from jobs.batch import reconcile as job
-from payline import archiver, config
+from jobs import archiver
+from runtime import config
 from udfs import contract, fraud, reconcile, semantics
 
 pytestmark = pytest.mark.spark

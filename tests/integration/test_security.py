@@ -22,7 +22,11 @@ from pathlib import Path
 import pytest
 from confluent_kafka import KafkaError
 
-from payline import archiver, config, generator, security
+from jobs import archiver
+
+from runtime import config
+
+from payline import generator, security
 from tests.stacks import stack_toml
 
 from .conftest import ROOT, flink_api, payline, wait_for

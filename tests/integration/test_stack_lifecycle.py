@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from payline import stack, topics
-from payline.flink_cli import flink_run
-from payline.generator import producer
-
-from .conftest import payline
-from .kafka_io import create_topic, read_all
+from payline import kafka_admin
+from payline.flink.submit import flink_run
+from payline.generator.send import producer
+from payline.local.broker import kafka_pids
+from payline.local.cluster import flink_pids
+from tests.support.kafka_io import create_topic, read_all
+from tests.support.stack import payline
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,15 +53,15 @@ def test_up_starts_a_broker_and_a_flink_cluster_that_answer(running, stack_conf)
 
 
 def test_up_twice_is_fine_and_starts_nothing_new(running, stack_conf):
-    before = (stack.kafka_pids(running), stack.flink_pids(running))
+    before = (kafka_pids(running), flink_pids(running))
     out = payline(stack_conf, "up").stdout
     assert "kafka: already running" in out
     assert "flink: already running" in out
-    assert (stack.kafka_pids(running), stack.flink_pids(running)) == before
+    assert (kafka_pids(running), flink_pids(running)) == before
 
 
 def test_topics_exist_with_configured_partitions_and_compaction(running):
-    described = topics.describe(running)
+    described = kafka_admin.describe(running)
     assert set(described) == {
         "payments.transactions", "payments.accounts", "payments.account-aggregates",
         "payments.late-transactions", "payments.dlq", "payments.alerts",
@@ -125,8 +126,8 @@ def _processes_under(path: Path) -> list[int]:
 
 
 def test_down_leaves_no_broker_jobmanager_or_taskmanager(running, stack_conf):
-    fl = stack.flink_pids(running)
-    pids = stack.kafka_pids(running) + fl["jobmanager"] + fl["taskmanager"]
+    fl = flink_pids(running)
+    pids = kafka_pids(running) + fl["jobmanager"] + fl["taskmanager"]
     assert len(pids) == 3
     payline(stack_conf, "down")
     assert [p for p in pids if os.path.exists(f"/proc/{p}")

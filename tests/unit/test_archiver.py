@@ -6,8 +6,8 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 import pytest
 
-from payline import archiver as a
-from payline import config
+from jobs import archiver as a
+from runtime import config
 
 HOUR = 3_600_000
 T = 1767225600000  # 2026-01-01T00:00:00Z
@@ -78,9 +78,9 @@ def test_a_failed_offset_commit_keeps_the_file_and_the_archiver(tmp_path):
 
     said = []
     arch = a.Archiver(config.load(None, [f"paths.data_dir={tmp_path}"]), log=said.append)
-    arch.buffers = {("payments.dlq", 2): a._Buffer([rec(0, T), rec(1, T + 1)])}
+    arch.buffers = {("payments.dlq", 2): a.Buffer([rec(0, T), rec(1, T + 1)])}
     consumer = Away()
-    arch._flush(consumer, ("payments.dlq", 2))
+    arch.flush(consumer, ("payments.dlq", 2))
     assert consumer.commits == 1
     assert a.next_offsets(arch.root) == {("payments.dlq", 2): 2}
     assert arch.records_written == 2 and not arch.buffers
@@ -92,8 +92,8 @@ def test_a_failed_asynchronous_commit_is_logged_by_its_callback():
 
     said = []
     arch = a.Archiver(config.load(), log=said.append)
-    arch._on_commit(None, [TopicPartition("payments.dlq", 2, 5)])
+    arch.on_commit(None, [TopicPartition("payments.dlq", 2, 5)])
     assert said == []
-    arch._on_commit(KafkaError(KafkaError._WAIT_COORD, "Waiting for coordinator"),
+    arch.on_commit(KafkaError(KafkaError._WAIT_COORD, "Waiting for coordinator"),
                     [TopicPartition("payments.dlq", 2, 5)])
     assert len(said) == 1 and "offset commit of payments.dlq/2 failed" in said[0]

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from payline.cli import build_parser, main
+from payline.cli import build_parser, command_names, main
 from udfs.contract import ERROR_CLASSES, Invalid, Valid, validate, validate_profile
 
 GOOD = {"txn_id": "t-1", "account_id": "acct-1", "merchant_id": "m-1", "amount_cents": 100,
@@ -77,7 +77,7 @@ REQUIRED = {"archiver": ["run"], "submit": ["fraud"], "release": ["fraud"],
             "deploy": ["fraud"], "upgrade": ["fraud", "--version", "v"], "rollback": ["fraud"],
             "savepoint": ["fraud"], "savepoints": ["fraud"],
             "reconcile": ["--start", "0", "--end", "60000"]}
-COMMANDS = sorted(build_parser()._subparsers._group_actions[0].choices)
+COMMANDS = command_names()
 
 
 @pytest.mark.parametrize("command", COMMANDS)

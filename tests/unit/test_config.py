@@ -1,12 +1,21 @@
 """conf/payline.toml loads into frozen dataclasses; every bad value is refused by name."""
 
 import dataclasses
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+import yaml
 
-from payline import config
-from payline.config import ConfigError
+from jobs.streaming.fraud import create_sinks
+from payline.flink.dist import render_flink_conf
+from payline.flink.submit import rocksdb_memory_warning
+from payline.local.cluster import clear_working_dirs
+from payline.local.procs import cmdline
+from runtime import config
+from runtime.config import ConfigError
 
 
 def test_checked_in_defaults_are_the_contracts():
@@ -113,13 +122,9 @@ def test_missing_key_is_named(tmp_path: Path):
 )
 def test_the_state_backend_and_managed_memory_are_rendered_for_cluster_and_client(
         tmp_path: Path, sets, backend, fraction):
-    import yaml
-
-    from payline import stack
-
     cfg = config.load(overrides=[f"paths.run_dir={tmp_path}/run",
                                  f"paths.checkpoints_dir={tmp_path}/cp", *sets])
-    rendered = yaml.safe_load((stack.render_flink_conf(cfg).conf / "config.yaml").read_text())
+    rendered = yaml.safe_load((render_flink_conf(cfg).conf / "config.yaml").read_text())
     assert rendered["state"]["backend"]["type"] == backend
     assert rendered["state"]["backend"]["rocksdb"]["use-bloom-filter"] is True
     assert str(rendered["taskmanager"]["memory"]["managed"]["fraction"]) == fraction
@@ -127,17 +132,9 @@ def test_the_state_backend_and_managed_memory_are_rendered_for_cluster_and_clien
 
 def test_working_dirs_are_in_the_run_dir_and_cleared_once_no_process_of_the_cluster_runs(
         tmp_path: Path):
-    import subprocess
-    import sys
-    import time
-
-    import yaml
-
-    from payline import stack
-
     cfg = config.load(overrides=[f"paths.run_dir={tmp_path}/run",
                                  f"paths.checkpoints_dir={tmp_path}/cp"])
-    fp = stack.render_flink_conf(cfg)
+    fp = render_flink_conf(cfg)
     rendered = yaml.safe_load((fp.conf / "config.yaml").read_text())
     assert rendered["io"]["tmp"]["dirs"] == str(fp.tmp.resolve())
     left = fp.tmp / "tm_127.0.0.1:1234-abcdef" / "tmp" / "job_x_op_y" / "db"
@@ -149,27 +146,25 @@ def test_working_dirs_are_in_the_run_dir_and_cleared_once_no_process_of_the_clus
                               str(fp.conf)])
     try:
         for _ in range(500):  # until it has exec'd
-            if str(fp.conf) in stack._cmdline(alive.pid):
+            if str(fp.conf) in cmdline(alive.pid):
                 break
             time.sleep(0.01)
         said = []
-        stack.clear_working_dirs(fp, said.append)
+        clear_working_dirs(fp, said.append)
         assert left.exists() and "still runs" in said[0]
     finally:
         alive.kill()
         alive.wait()
     said = []
-    stack.clear_working_dirs(fp, said.append)
+    clear_working_dirs(fp, said.append)
     assert not any(fp.tmp.iterdir())
     assert said == [f"flink: removed the working files of 1 TaskManager from {fp.tmp}"]
 
 
 def test_a_rocksdb_job_on_a_cluster_started_for_heap_state_is_warned_about():
-    from payline.flink_cli import rocksdb_memory_warning
-
-    def cluster(managed_bytes, slots=8):  # the shape of GET /taskmanagers
-        return {"taskmanagers": [{"id": "tm-1", "slotsNumber": slots,
-                                  "memoryConfiguration": {"managedMemory": managed_bytes}}]}
+    def cluster(managed_bytes, slots=8):  # the TaskManagers of GET /taskmanagers
+        return [{"id": "tm-1", "slotsNumber": slots,
+                 "memoryConfiguration": {"managedMemory": managed_bytes}}]
 
     rocksdb = config.load()
     heap = config.load(overrides=["flink.state_backend=hashmap"])
@@ -184,8 +179,6 @@ def test_a_rocksdb_job_on_a_cluster_started_for_heap_state_is_warned_about():
 
 
 def test_high_alerts_are_sent_at_once_and_medium_ones_may_share_a_request():
-    from jobs.streaming.fraud import create_sinks
-
     class Tables:  # records the DDL create_sinks runs
         def __init__(self):
             self.ddl = {}

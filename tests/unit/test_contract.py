@@ -127,6 +127,41 @@ def test_allow_lists_and_patterns(field, good, bad):
         assert classify(with_(**{field: v})) == (INVALID_VALUE, field), v
 
 
+# One value breaking its §1 rule, per field, in the contract table's order (written out here,
+# not taken from udfs.contract, whose order is what is tested).
+CONTRACT_ORDER = (
+    ("txn_id", "bad id"),
+    ("account_id", ""),
+    ("merchant_id", "m/1"),
+    ("amount_cents", 0),
+    ("currency", "XXX"),
+    ("kind", "chargeback"),
+    ("event_time_ms", 1),
+    ("channel", "fax"),
+    ("country", "usa"),
+)
+PAIRS = [(a, b) for i, a in enumerate(CONTRACT_ORDER) for b in CONTRACT_ORDER[i + 1:]]
+
+
+@pytest.mark.parametrize("first, second", PAIRS, ids=[f"{a[0]}+{b[0]}" for a, b in PAIRS])
+def test_a_record_breaking_two_rules_names_the_first_field_in_contract_order(first, second):
+    (name, bad), (other, other_bad) = first, second
+    # the later field is placed first in the JSON: the order of the record does not matter
+    raw = enc({other: other_bad, **{k: v for k, v in GOOD.items() if k != other},
+               name: bad})
+    assert classify(raw) == (INVALID_VALUE, name)
+
+
+def test_two_broken_rules_report_the_earlier_fields_message():
+    r = validate(with_(country="usa", amount_cents=0, merchant_id="m/1"))
+    assert (r.error_class, r.field, r.error) == (
+        INVALID_VALUE, "merchant_id", "merchant_id: must match ^[A-Za-z0-9_.:-]{1,64}$")
+    r = validate(with_(channel="fax", event_time_ms=1))
+    assert (r.error_class, r.field, r.error) == (
+        INVALID_VALUE, "event_time_ms",
+        "event_time_ms: must be in [946684800000, 4102444800000)")
+
+
 def test_error_message_names_the_field_and_the_rule():
     r = validate(with_(txn_id="t" * 65))
     assert r.error == "txn_id: must match ^[A-Za-z0-9_.:-]{1,64}$"

@@ -4,7 +4,7 @@ an unshifted run is not."""
 import random
 
 from jobs.batch import drift
-from payline import config
+from runtime import config
 
 PARAMS = config.load().drift
 

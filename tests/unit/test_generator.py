@@ -11,7 +11,8 @@ from collections import Counter
 
 import pytest
 
-from payline.generator import Options, Spike, plan
+from payline.generator.plan import Options, Spike, plan
+from payline.generator.send import Progress
 from udfs.contract import Invalid, Valid, validate
 
 ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -210,15 +211,13 @@ class _Tty:
 
 
 def test_progress_bar_is_drawn_on_a_terminal_only():
-    from payline.generator import _Progress
-
     tty = _Tty(True)
-    bar = _Progress(200, tty)
+    bar = Progress(200, tty)
     bar.update(50, 1.0, force=True)
     bar.close()
     assert "[#######" in tty.text and " 25.0% 50/200" in tty.text and tty.text.endswith("\n")
     pipe = _Tty(False)
-    bar = _Progress(200, pipe)
+    bar = Progress(200, pipe)
     bar.update(50, 1.0, force=True)
     bar.close()
     assert pipe.text == ""

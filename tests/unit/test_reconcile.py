@@ -1,10 +1,12 @@
-"""udfs.reconcile: every §7 class on hand-built stream/batch pairs."""
+"""udfs.reconcile: every §7 class on hand-built stream/batch pairs.
+
+The aggregates of each side are written out by hand (not computed with udfs.semantics, whose
+``Aggregate`` the classification itself uses to add the late transactions back)."""
 
 import pytest
 
 from udfs import fraud
 from udfs import reconcile as r
-from udfs.semantics import aggregate
 
 W = 60_000
 T0 = 1_767_225_600_000
@@ -17,42 +19,80 @@ def txn(txn_id, amount, kind="purchase", t=T0 + 1000):
             "channel": "web", "country": "DE"}
 
 
-def agg(*txns):
-    (only,) = aggregate(txns, W).values()
-    return only.as_dict()
+def agg(txn_count=0, purchase_count=0, refund_count=0, purchase_cents=0, refund_cents=0,
+        max_amount_cents=0):
+    """An aggregate record of KEY's window, its values as given (net_cents derived)."""
+    return {"account_id": "acct-1", "currency": "EUR", "window_start_ms": T0,
+            "window_end_ms": T0 + W, "txn_count": txn_count, "purchase_count": purchase_count,
+            "refund_count": refund_count, "purchase_cents": purchase_cents,
+            "refund_cents": refund_cents, "net_cents": purchase_cents - refund_cents,
+            "max_amount_cents": max_amount_cents}
 
 
 ON_TIME = [txn("a", 100), txn("b", 50, "refund")]
 LATE = txn("c", 700)
+# the aggregates of those transactions, by hand
+AGG_ON_TIME = agg(txn_count=2, purchase_count=1, refund_count=1, purchase_cents=100,
+                  refund_cents=50, max_amount_cents=100)
+AGG_ON_TIME_AND_LATE = agg(txn_count=3, purchase_count=2, refund_count=1, purchase_cents=800,
+                           refund_cents=50, max_amount_cents=700)
+AGG_LATE = agg(txn_count=1, purchase_count=1, purchase_cents=700, max_amount_cents=700)
+AGG_FIRST = agg(txn_count=1, purchase_count=1, purchase_cents=100, max_amount_cents=100)
 
 
 def test_equal_aggregates_match():
-    assert r.classify_aggregate(agg(*ON_TIME), agg(*ON_TIME), [], False, KEY, W) == r.MATCH
+    assert r.classify_aggregate(AGG_ON_TIME, dict(AGG_ON_TIME), [], False, KEY, W) == r.MATCH
 
 
 def test_stream_plus_its_late_transactions_equal_to_batch_is_explained_late():
-    stream, batch = agg(*ON_TIME), agg(*ON_TIME, LATE)
-    assert r.classify_aggregate(stream, batch, [LATE], False, KEY, W) == r.EXPLAINED_LATE
+    assert r.classify_aggregate(AGG_ON_TIME, AGG_ON_TIME_AND_LATE, [LATE], False, KEY,
+                                W) == r.EXPLAINED_LATE
+
+
+def test_a_late_refund_larger_than_every_on_time_amount_is_the_windows_max():
+    # the batch counts a refund of 900 as the window's largest amount: adding the late refund
+    # back to the stream's aggregate must give that maximum too
+    late_refund = txn("r", 900, "refund")
+    batch = agg(txn_count=3, purchase_count=1, refund_count=2, purchase_cents=100,
+                refund_cents=950, max_amount_cents=900)
+    assert r.classify_aggregate(AGG_ON_TIME, batch, [late_refund], False, KEY,
+                                W) == r.EXPLAINED_LATE
+    assert r.with_late(AGG_ON_TIME, [late_refund], KEY, W) == batch
 
 
 def test_a_window_with_only_late_transactions_is_explained_late_not_missing():
-    assert r.classify_aggregate(None, agg(LATE), [LATE], False, KEY, W) == r.EXPLAINED_LATE
+    assert r.classify_aggregate(None, AGG_LATE, [LATE], False, KEY, W) == r.EXPLAINED_LATE
+
+
+def test_a_window_with_only_a_late_refund_is_explained_late():
+    only = agg(txn_count=1, refund_count=1, refund_cents=30, max_amount_cents=30)
+    assert r.classify_aggregate(None, only, [txn("r", 30, "refund")], False, KEY,
+                                W) == r.EXPLAINED_LATE
 
 
 def test_late_transactions_that_do_not_add_up_leave_a_value_mismatch():
-    stream, batch = agg(*ON_TIME), agg(*ON_TIME, LATE, txn("d", 1))
-    assert r.classify_aggregate(stream, batch, [LATE], False, KEY, W) == r.VALUE_MISMATCH
+    batch = agg(txn_count=4, purchase_count=3, refund_count=1, purchase_cents=801,
+                refund_cents=50, max_amount_cents=700)  # ON_TIME, LATE and a purchase of 1
+    assert r.classify_aggregate(AGG_ON_TIME, batch, [LATE], False, KEY, W) == r.VALUE_MISMATCH
 
 
 def test_a_cross_partition_duplicate_makes_a_difference_order_dependent():
-    stream, batch = agg(*ON_TIME), agg(ON_TIME[0])
-    assert r.classify_aggregate(stream, batch, [], True, KEY, W) == r.ORDER_DEPENDENT
+    assert r.classify_aggregate(AGG_ON_TIME, AGG_FIRST, [], True, KEY, W) == r.ORDER_DEPENDENT
+
+
+def test_order_dependent_is_judged_before_explained_late():
+    # the late transaction would explain the difference too; a window with a cross-partition
+    # duplicate is ORDER_DEPENDENT whatever else explains it (the §7 classes' order)
+    assert r.classify_aggregate(AGG_ON_TIME, AGG_ON_TIME_AND_LATE, [LATE], True, KEY,
+                                W) == r.ORDER_DEPENDENT
+    assert r.classify_aggregate(None, AGG_LATE, [LATE], True, KEY, W) == r.ORDER_DEPENDENT
 
 
 @pytest.mark.parametrize("stream, batch, expected", [
-    (None, agg(*ON_TIME), r.MISSING_IN_STREAM),
-    (agg(*ON_TIME), None, r.EXTRA_IN_STREAM),
-    ({**agg(*ON_TIME), "net_cents": 1}, agg(*ON_TIME), r.VALUE_MISMATCH),
+    (None, AGG_ON_TIME, r.MISSING_IN_STREAM),
+    (AGG_ON_TIME, None, r.EXTRA_IN_STREAM),
+    ({**AGG_ON_TIME, "net_cents": 1}, AGG_ON_TIME, r.VALUE_MISMATCH),
+    ({**AGG_ON_TIME, "max_amount_cents": 50}, AGG_ON_TIME, r.VALUE_MISMATCH),
 ])
 def test_unexplained_classes(stream, batch, expected):
     assert r.classify_aggregate(stream, batch, [], False, KEY, W) == expected

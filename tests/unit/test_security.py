@@ -7,26 +7,29 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import string
 from pathlib import Path
 
 import pytest
 
-from payline import config, security
-from payline.config import ConfigError
+from payline import kafka_admin
+from payline.local import certs
+from runtime import config, kafka_clients
+from runtime.config import ConfigError
 
 
 def _cfg(tmp_path: Path, *overrides: str) -> config.Config:
     return config.load(overrides=[f"paths.run_dir={tmp_path}", *overrides])
 
 
-def _fake_secrets(cfg) -> security.Files:
+def _fake_secrets(cfg) -> kafka_clients.Files:
     """Password files as `up --secure` writes them, without keytool."""
-    f = security.files(cfg)
+    f = kafka_clients.files(cfg)
     f.secrets.mkdir(parents=True)
     os.chmod(f.secrets, 0o700)
-    for c in security.COMPONENTS:
-        security._ensure_password(f.password(security.principal(cfg, c)))
-    security._ensure_password(f.store_password)
+    for c in kafka_clients.COMPONENTS:
+        certs.ensure_password(f.password(kafka_clients.principal(cfg, c)))
+    certs.ensure_password(f.store_password)
     return f
 
 
@@ -52,16 +55,16 @@ def test_bad_security_values_are_refused_by_key(override, message):
 
 def test_security_is_off_by_default_and_on_by_flag_or_run_dir_marker(tmp_path):
     cfg = _cfg(tmp_path)
-    assert not security.active(cfg)
-    assert security.bootstrap(cfg) == f"127.0.0.1:{cfg.kafka.port}"
-    assert security.kafka_python_config(cfg, "ops") == {
+    assert not kafka_clients.active(cfg)
+    assert kafka_clients.bootstrap(cfg) == f"127.0.0.1:{cfg.kafka.port}"
+    assert kafka_clients.kafka_python_config(cfg, "ops") == {
         "bootstrap_servers": f"127.0.0.1:{cfg.kafka.port}"}
-    assert security.flink_sql_options(cfg, "transactions") == ""
-    assert security.active(_cfg(tmp_path, "security.enabled=true"))
+    assert kafka_clients.flink_sql_options(cfg, "transactions") == ""
+    assert kafka_clients.active(_cfg(tmp_path, "security.enabled=true"))
     (tmp_path / "kafka").mkdir()
-    (tmp_path / "kafka" / security.MARKER).write_text("x")
-    assert security.active(cfg)
-    assert security.bootstrap(cfg) == f"127.0.0.1:{cfg.security.port}"
+    (tmp_path / "kafka" / kafka_clients.MARKER).write_text("x")
+    assert kafka_clients.active(cfg)
+    assert kafka_clients.bootstrap(cfg) == f"127.0.0.1:{cfg.security.port}"
 
 
 def test_passwords_are_generated_private_and_kept(tmp_path):
@@ -70,9 +73,9 @@ def test_passwords_are_generated_private_and_kept(tmp_path):
     path = f.password(cfg.security.generator_principal)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(f.secrets.stat().st_mode) == 0o700
-    first = security.reveal(security.password(cfg, "generator"))
-    security._ensure_password(path)
-    assert security.reveal(security.password(cfg, "generator")) == first
+    first = kafka_clients.reveal(kafka_clients.password(cfg, "generator"))
+    certs.ensure_password(path)
+    assert kafka_clients.reveal(kafka_clients.password(cfg, "generator")) == first
     assert len(first) >= 32
 
 
@@ -81,8 +84,8 @@ def test_a_secret_file_readable_by_others_is_refused(tmp_path):
     f = _fake_secrets(cfg)
     path = f.password(cfg.security.archiver_principal)
     os.chmod(path, 0o644)
-    with pytest.raises(security.SecurityError, match="readable by others .*chmod 600"):
-        security.password(cfg, "archiver")
+    with pytest.raises(kafka_clients.SecurityError, match="readable by others .*chmod 600"):
+        kafka_clients.password(cfg, "archiver")
 
 
 def test_a_missing_or_malformed_password_is_named_by_file_not_content(tmp_path):
@@ -90,26 +93,26 @@ def test_a_missing_or_malformed_password_is_named_by_file_not_content(tmp_path):
     f = _fake_secrets(cfg)
     path = f.password(cfg.security.ops_principal)
     path.unlink()
-    with pytest.raises(security.SecurityError, match="is missing"):
-        security.password(cfg, "ops")
-    security._write_private(path, "has,comma]and-is-long-enough\n")
-    with pytest.raises(security.SecurityError) as err:
-        security.password(cfg, "ops")
+    with pytest.raises(kafka_clients.SecurityError, match="is missing"):
+        kafka_clients.password(cfg, "ops")
+    certs.write_private(path, "has,comma]and-is-long-enough\n")
+    with pytest.raises(kafka_clients.SecurityError) as err:
+        kafka_clients.password(cfg, "ops")
     assert str(path) in str(err.value) and "comma" not in str(err.value)
 
 
 def test_secrets_dir_comes_from_the_environment_when_set(tmp_path, monkeypatch):
     cfg = _cfg(tmp_path, "security.enabled=true")
-    monkeypatch.setenv(security.SECRETS_ENV, str(tmp_path / "mounted"))
-    assert security.files(cfg).secrets == (tmp_path / "mounted").resolve()
+    monkeypatch.setenv(kafka_clients.SECRETS_ENV, str(tmp_path / "mounted"))
+    assert kafka_clients.files(cfg).secrets == (tmp_path / "mounted").resolve()
 
 
 def test_client_settings_never_show_a_password(tmp_path, caplog, capsys):
     cfg = _cfg(tmp_path, "security.enabled=true")
     _fake_secrets(cfg)
-    plain = security.reveal(security.password(cfg, "generator"))
-    kp = security.kafka_python_config(cfg, "generator")
-    rd = security.librdkafka_config(cfg, "generator")
+    plain = kafka_clients.reveal(kafka_clients.password(cfg, "generator"))
+    kp = kafka_clients.kafka_python_config(cfg, "generator")
+    rd = kafka_clients.librdkafka_config(cfg, "generator")
     assert kp["security_protocol"] == "SASL_SSL" and kp["sasl_mechanism"] == "SCRAM-SHA-512"
     assert kp["sasl_plain_username"] == "payline-generator"
     assert kp["sasl_plain_password"].encode() == plain.encode()  # what the client sends
@@ -128,25 +131,25 @@ def test_client_settings_never_show_a_password(tmp_path, caplog, capsys):
 def test_flink_options_name_the_secrets_file_but_hold_no_secret(tmp_path):
     cfg = _cfg(tmp_path, "security.enabled=true")
     f = _fake_secrets(cfg)
-    with pytest.raises(security.SecurityError, match="is missing"):
-        security.flink_kafka_properties(cfg, "fraud")  # prepare() has not written it
+    with pytest.raises(kafka_clients.SecurityError, match="is missing"):
+        kafka_clients.flink_kafka_properties(cfg, "fraud")  # prepare() has not written it
     secret_file = f.flink_properties(cfg.security.fraud_principal)
-    security._write_private(secret_file, "sasl.jaas.config=x\n")
-    props = security.flink_kafka_properties(cfg, "fraud")
+    certs.write_private(secret_file, "sasl.jaas.config=x\n")
+    props = kafka_clients.flink_kafka_properties(cfg, "fraud")
     assert props["sasl.jaas.config"] == f"${{file:{secret_file}:sasl.jaas.config}}"
     assert props["ssl.truststore.password"].startswith("${file:")
     # the connector jar shades kafka-clients: the provider class must be the shaded one
     assert props["config.providers.file.class"] == (
         "org.apache.flink.kafka.shaded.org.apache.kafka.common.config.provider."
         "FileConfigProvider")
-    sql = security.flink_sql_options(cfg, "fraud")
-    for c in security.COMPONENTS:
-        assert security.reveal(security.password(cfg, c)) not in sql
+    sql = kafka_clients.flink_sql_options(cfg, "fraud")
+    for c in kafka_clients.COMPONENTS:
+        assert kafka_clients.reveal(kafka_clients.password(cfg, c)) not in sql
     assert "'properties.security.protocol' = 'SASL_SSL'," in sql
 
 
 def test_the_jaas_line_for_flink_uses_the_shaded_login_module():
-    line = security.jaas("u", security.Secret("p" * 20), shaded=True)
+    line = certs.jaas("u", kafka_clients.Secret("p" * 20), shaded=True)
     assert line == ('org.apache.flink.kafka.shaded.org.apache.kafka.common.security.scram.'
                     'ScramLoginModule required username="u" password="' + "p" * 20 + '";')
 
@@ -154,23 +157,22 @@ def test_the_jaas_line_for_flink_uses_the_shaded_login_module():
 def test_storage_format_arguments_carry_every_principal(tmp_path):
     cfg = _cfg(tmp_path, "security.enabled=true")
     _fake_secrets(cfg)
-    args = security.storage_scram_args(cfg)
+    args = certs.storage_scram_args(cfg)
     names = [a.split("name=")[1].split(",")[0] for a in args if a.startswith("SCRAM")]
-    assert sorted(names) == sorted(security.principal(cfg, c) for c in security.COMPONENTS)
+    assert sorted(names) == sorted(kafka_clients.principal(cfg, c) for c in kafka_clients.COMPONENTS)
     argfile = tmp_path / "args"
-    security.java_argfile(argfile, ["-cp", "x", *args])
+    certs.java_argfile(argfile, ["-cp", "x", *args])
     assert stat.S_IMODE(argfile.stat().st_mode) == 0o600
 
 
 def test_secure_broker_properties_replace_the_plaintext_listener(tmp_path):
     cfg = _cfg(tmp_path, "security.enabled=true")
     base = (cfg.root / "conf" / "kafka" / "server.properties").read_text()
-    import string
 
     overlay = string.Template(
         (cfg.root / "conf" / "kafka" / "server-secure.properties").read_text()
-    ).substitute({k: str(v) for k, v in security.broker_values(cfg).items()})
-    merged = security.merge_properties(base, overlay)
+    ).substitute({k: str(v) for k, v in certs.broker_values(cfg).items()})
+    merged = certs.merge_properties(base, overlay)
     keys = [line.split("=", 1)[0] for line in merged.splitlines()
             if "=" in line and not line.startswith("#")]
     assert len(keys) == len(set(keys))
@@ -187,7 +189,7 @@ def test_secure_broker_properties_replace_the_plaintext_listener(tmp_path):
 
 def test_acls_are_least_privilege(tmp_path):
     cfg = _cfg(tmp_path)
-    specs = security.acl_specs(cfg)
+    specs = kafka_admin.acl_specs(cfg)
 
     def granted(who):
         return {(s.resource, s.name, s.pattern, s.operation) for s in specs
@@ -215,4 +217,4 @@ def test_acls_are_least_privilege(tmp_path):
     (r"^payments-?x", "payments"), (r".*", ""),
 ])
 def test_literal_prefix_of_the_archiver_pattern(pattern, prefix):
-    assert security.literal_prefix(pattern) == prefix
+    assert kafka_admin.literal_prefix(pattern) == prefix

@@ -111,6 +111,17 @@ def test_aggregate_sums_by_account_currency_and_window():
     assert len(aggs) == 3
 
 
+def test_a_refund_can_be_the_windows_largest_amount():
+    txns = [TXN, {**TXN, "txn_id": "t-2", "kind": "refund", "amount_cents": 900},
+            {**TXN, "txn_id": "t-3", "amount_cents": 250}]
+    (only,) = s.aggregate(txns, 60_000).values()
+    assert only.as_dict() == {"account_id": "a-1", "currency": "EUR",
+                              "window_start_ms": 1767225600000,
+                              "window_end_ms": 1767225660000, "txn_count": 3,
+                              "purchase_count": 2, "refund_count": 1, "purchase_cents": 350,
+                              "refund_cents": 900, "net_cents": -550, "max_amount_cents": 900}
+
+
 def test_dlq_record_keeps_utf8_as_text_and_other_bytes_as_base64():
     text = json.loads(s.dlq_record("MALFORMED", "value: x", b"[1]", "tp", 2, 7, 123))
     assert text == {"error_class": "MALFORMED", "error": "value: x", "raw": "[1]",

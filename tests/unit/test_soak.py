@@ -16,18 +16,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from payline import config, soak
+from payline.errors import SoakError
+from payline.local import archiver_proc
+from payline.soak import checks, readonly, runner
+from payline.soak import plan as soak_plan
+from runtime import config
 
 
 @settings(max_examples=200, deadline=None)
 @given(seed=st.integers(0, 10**6), count=st.integers(0, 40),
-       kinds=st.lists(st.sampled_from(soak.KINDS), min_size=1, unique=True))
+       kinds=st.lists(st.sampled_from(soak_plan.KINDS), min_size=1, unique=True))
 def test_fault_plan_is_seeded_ordered_and_rolls_back_only_upgrades(seed, count, kinds):
     kinds = tuple(kinds)
     if "rollback" in kinds and "upgrade" not in kinds:
         kinds = (*kinds, "upgrade")
-    plan = soak.plan_faults(seed, count, kinds, 900, 60, 60)
-    assert plan == soak.plan_faults(seed, count, kinds, 900, 60, 60)
+    plan = soak_plan.plan_faults(seed, count, kinds, 900, 60, 60)
+    assert plan == soak_plan.plan_faults(seed, count, kinds, 900, 60, 60)
     assert len(plan) == count
     assert [p.at_s for p in plan] == sorted(p.at_s for p in plan)
     assert all(60 <= p.at_s <= 840 for p in plan)
@@ -46,33 +50,33 @@ def test_fault_plan_is_seeded_ordered_and_rolls_back_only_upgrades(seed, count, 
 def test_every_kind_appears_in_the_default_plan():
     cfg = config.load()
     sc = cfg.soak
-    plan = soak.plan_faults(sc.seed, sc.faults, sc.kinds, sc.duration_s, sc.warmup_s,
+    plan = soak_plan.plan_faults(sc.seed, sc.faults, sc.kinds, sc.duration_s, sc.warmup_s,
                             sc.cooldown_s)
     counts = Counter(p.kind for p in plan)
-    assert set(counts) == set(soak.KINDS)
+    assert set(counts) == set(soak_plan.KINDS)
     assert sum(counts.values()) == sc.faults >= 10
 
 
 def test_a_different_seed_gives_a_different_plan():
-    kinds = soak.KINDS
-    assert soak.plan_faults(1, 12, kinds, 900, 60, 60) != soak.plan_faults(2, 12, kinds, 900,
+    kinds = soak_plan.KINDS
+    assert soak_plan.plan_faults(1, 12, kinds, 900, 60, 60) != soak_plan.plan_faults(2, 12, kinds, 900,
                                                                            60, 60)
 
 
 def test_bad_plans_name_the_key():
     with pytest.raises(config.ConfigError, match="soak.kinds: unknown fault kind 'disk_full'"):
-        soak.plan_faults(1, 3, ("taskmanager_kill", "disk_full"), 900, 60, 60)
+        soak_plan.plan_faults(1, 3, ("taskmanager_kill", "disk_full"), 900, 60, 60)
     with pytest.raises(config.ConfigError, match="soak.kinds: rollback needs upgrade"):
-        soak.plan_faults(1, 3, ("rollback",), 900, 60, 60)
+        soak_plan.plan_faults(1, 3, ("rollback",), 900, 60, 60)
     with pytest.raises(config.ConfigError, match="soak.duration_s must exceed"):
-        soak.plan_faults(1, 3, ("taskmanager_kill",), 100, 60, 60)
+        soak_plan.plan_faults(1, 3, ("taskmanager_kill",), 100, 60, 60)
 
 
 def test_spikes_lie_inside_the_traffic():
-    spikes = soak.plan_spikes(7, 3, 10.0, 10, 300)
+    spikes = soak_plan.plan_spikes(7, 3, 10.0, 10, 300)
     assert len(spikes) == 3
     assert all(s.factor == 10.0 and s.duration_s == 10 and 0 <= s.at_s <= 290 for s in spikes)
-    assert soak.plan_spikes(7, 0, 10.0, 10, 300) == ()
+    assert soak_plan.plan_spikes(7, 0, 10.0, 10, 300) == ()
 
 
 def _rec(partition, offset, value=None):
@@ -83,7 +87,7 @@ def _rec(partition, offset, value=None):
 def test_raw_log_comparison_counts_lost_twice_and_extra():
     lake = pa.table({"partition": [0, 0, 0, 1, 1], "offset": [0, 1, 1, 0, 7]})
     expected = {(0, 0), (0, 1), (0, 2), (1, 0)}
-    assert soak._compare(lake, expected) == {"expected": 4, "rows": 5, "lost": 1, "extra": 1,
+    assert checks.compare(lake, expected) == {"expected": 4, "rows": 5, "lost": 1, "extra": 1,
                                              "duplicated": 1}
 
 
@@ -101,7 +105,7 @@ def test_duplicates_in_exactly_once_outputs_by_the_contracts_identities():
         t.late: [_rec(0, 0, {"txn_id": "x"}), _rec(0, 1, {"txn_id": "x"}),
                  _rec(0, 2, {"txn_id": "x"})],
     }
-    assert soak.output_duplicates(cfg, committed) == {t.aggregates: 1, t.dlq: 0, t.late: 2}
+    assert checks.output_duplicates(cfg, committed) == {t.aggregates: 1, t.dlq: 0, t.late: 2}
 
 
 def _summary(**over):
@@ -128,7 +132,7 @@ def _summary(**over):
 
 
 def test_the_table_lists_each_fault_and_the_totals():
-    table = soak.format_table(_summary())
+    table = checks.format_table(_summary())
     assert "| 1 | taskmanager_kill | +100 s | 14.3 s | recovered | kill -9 |" in table
     assert "| 2 | broker_kill | +201 s | - | not recovered |  |" in table
     assert "| 3 | archiver_kill | (+890 s) | - | not injected" in table
@@ -136,7 +140,7 @@ def test_the_table_lists_each_fault_and_the_totals():
     assert "| broker_kill | 1 | 0 | - |" in table
     assert "| archiver_kill | 0 | 0 | - |" in table
     assert table.rstrip().endswith("LOST 0, DUPLICATED 0: FAIL")
-    assert soak.format_table(_summary(ok=True)).rstrip().endswith("PASS")
+    assert checks.format_table(_summary(ok=True)).rstrip().endswith("PASS")
 
 
 def test_latest_checkpoint_is_the_newest_complete_one(tmp_path):
@@ -146,17 +150,17 @@ def test_latest_checkpoint_is_the_newest_complete_one(tmp_path):
         (job / f"chk-{n}").mkdir(parents=True)
         if complete:
             (job / f"chk-{n}" / "_metadata").write_bytes(b"x")
-    assert soak.latest_checkpoint(cfg, "abc") == str(job / "chk-12")
-    assert soak.latest_checkpoint(cfg, "nothing") is None
+    assert checks.latest_checkpoint(cfg, "abc") == str(job / "chk-12")
+    assert checks.latest_checkpoint(cfg, "nothing") is None
 
 
 def test_the_checkpoint_directory_is_read_only_for_a_while_then_writable(tmp_path):
     d = tmp_path / "checkpoints"
     (d / "chk-1").mkdir(parents=True)
-    ro = soak.ReadOnly(d)
+    ro = readonly.ReadOnly(d)
     try:
         ro.start()
-    except soak.SoakError as exc:  # root without the right to mount (e.g. a locked container)
+    except SoakError as exc:  # root without the right to mount (e.g. a locked container)
         pytest.skip(str(exc))
     try:
         with pytest.raises(OSError):
@@ -186,20 +190,18 @@ def test_soak_refuses_bad_arguments_in_one_line(args, message):
 
 def test_the_soak_refuses_a_secure_stack_in_one_line(tmp_path):
     cfg = config.load(None, [f"paths.run_dir={tmp_path}", "security.enabled=true"])
-    with pytest.raises(soak.SoakError, match="plaintext stack: security.enabled") as err:
-        soak.Soak(cfg, []).prepare()
+    with pytest.raises(SoakError, match="plaintext stack: security.enabled") as err:
+        runner.Soak(cfg, []).prepare()
     assert "\n" not in str(err.value)
 
 
 def test_a_dead_archiver_fails_the_fault_check_in_one_line(tmp_path, monkeypatch):
     """After any fault the archiver must still run (the full soak once lost it at a broker
     kill without noticing): no recovery is reported while it is dead."""
-    from payline import stack
-
     cfg = config.load(None, [f"paths.run_dir={tmp_path}"])
-    monkeypatch.setattr(stack, "archiver_pids", lambda _cfg: [])
-    s = soak.Soak(cfg, [])
-    with pytest.raises(soak.SoakError, match="the archiver is not running after broker_kill"
+    monkeypatch.setattr(archiver_proc, "archiver_pids", lambda _cfg: [])
+    s = runner.Soak(cfg, [])
+    with pytest.raises(SoakError, match="the archiver is not running after broker_kill"
                        ) as err:
-        s._recovered("broker_kill", 0.0, 0.0)
+        s.recovered("broker_kill", 0.0, 0.0)
     assert "\n" not in str(err.value)

@@ -1,0 +1,224 @@
+"""`payline status`: what runs where, observed and never changed. The local stack's processes
+by pid; the Flink cluster (local or remote) and each live job through the REST client (its
+version from the deployment records, uptime, restarts, checkpoints, records in and out, the
+event-time lag); the consumer lag of each streaming job's group. A part that does not answer is
+reported as such, never raised.
+"""
+
+from __future__ import annotations
+
+from payline import kafka_admin
+from payline.errors import FlinkError
+from payline.flink.dist import flink_paths
+from payline.flink.rest import LIVE_STATES, FlinkRest
+from payline.local.archiver_proc import archiver_paths, archiver_pids
+from payline.local.broker import kafka_paths, kafka_pids
+from payline.local.cluster import flink_pids, prometheus_ports
+from payline.release.records import deployment_of, now_ms
+from runtime import kafka_clients
+from runtime.registry import ACCOUNTS_TABLE, STREAMING_JOBS, by_flink_name
+from runtime.settings import Config
+
+# watermarkLag before a source's first watermark is the wall clock minus Long.MIN_VALUE
+_NO_WATERMARK_YET_MS = 10 * 365 * 24 * 3600 * 1000
+
+
+def event_time_lag_ms(cfg: Config, job_id: str, sources: list[str]) -> int | None:
+    """The job's event-time lag: the largest ``watermarkLag`` (wall clock minus the last
+    watermark, Flink's own JVM gauge on every source reader) over its source subtasks; None
+    before any source has a watermark."""
+    rest = FlinkRest.of(cfg)
+    worst = None
+    for v in sources:
+        ids = [m["id"] for m in rest.vertex_subtask_metrics(job_id, v)
+               if m["id"].endswith(".watermarkLag")]
+        if not ids:
+            continue
+        for m in rest.vertex_subtask_metrics(job_id, v, f"?get={','.join(ids)}&agg=max"):
+            lag = m.get("max")
+            if lag is not None and lag < _NO_WATERMARK_YET_MS:
+                # negative: the watermark is ahead of the wall clock (event times ahead of it)
+                lag = max(int(lag), 0)
+                worst = lag if worst is None else max(worst, lag)
+    return worst
+
+
+def job_status(cfg: Config, job_id: str, name: str) -> dict:
+    """What an operator asks of a running job: its version, uptime, last checkpoint,
+    restarts, records in/out per second, the event-time lag, the consumer lag of its source
+    topics. Raises FlinkError when the REST API does not answer."""
+    rest = FlinkRest.of(cfg)
+    info = rest.job(job_id)
+    out: dict = {"id": job_id, "name": name, "state": info.get("state"),
+                 "web_ui": f"{cfg.flink.rest_url}/#/job/running/{job_id}/overview"}
+    deployed = deployment_of(cfg, job_id)
+    out["version"] = deployed["version"] if deployed else None
+    if info.get("start-time", -1) > 0:
+        out["uptime_s"] = round((info.get("now", now_ms()) - info["start-time"]) / 1000, 1)
+    metrics = rest.get(f"/jobs/{job_id}/metrics?get=numRestarts")
+    out["restarts"] = int(float(metrics[0]["value"])) if metrics else None
+    cps = rest.get(f"/jobs/{job_id}/checkpoints")
+    last = (cps.get("latest") or {}).get("completed")
+    out["last_checkpoint"] = None if not last else {
+        "age_s": round((now_ms() - last["latest_ack_timestamp"]) / 1000, 1),
+        "size_bytes": last.get("checkpointed_size", last.get("state_size")),
+        "duration_ms": last.get("end_to_end_duration")}
+    plan = rest.get(f"/jobs/{job_id}/plan").get("plan", {}).get("nodes", [])
+    fed = {i["id"] for n in plan for i in n.get("inputs", [])}
+    source_nodes = [n for n in plan if not n.get("inputs")]
+    sources = [n["id"] for n in source_nodes]
+    sinks = [n["id"] for n in plan if n["id"] not in fed]
+
+    def rate(vertices, metric):
+        total = 0.0
+        for v in vertices:
+            got = rest.vertex_subtask_metrics(job_id, v, f"?get={metric}&agg=sum")
+            total += sum(m.get("sum", 0.0) for m in got)
+        return round(total, 1)
+
+    out["records_in_per_s"] = rate(sources, "numRecordsOutPerSecond")
+    out["records_out_per_s"] = rate(sinks, "numRecordsInPerSecond")
+    # the transactions source sets the job's pace (runtime.registry.ACCOUNTS_TABLE: why not
+    # the fraud job's accounts source)
+    out["event_time_lag_ms"] = event_time_lag_ms(
+        cfg, job_id, [n["id"] for n in source_nodes
+                      if ACCOUNTS_TABLE not in n.get("description", "")])
+    job = by_flink_name(name)
+    if job:
+        try:
+            out["consumer_group"] = job.group_id(cfg)
+            out["consumer_lag"] = kafka_admin.consumer_lag(cfg, job.group_id(cfg),
+                                                           job.source_topics(cfg))
+        except Exception as exc:  # noqa: BLE001 - status reports, it does not fail
+            out["consumer_lag"] = f"unavailable: {exc}"
+    return out
+
+
+def consumers_status(cfg: Config) -> dict:
+    """The consumer lag of each streaming job's default group, running or not (a stopped
+    job's lag keeps growing while traffic comes in)."""
+    out = {}
+    for key, job in sorted(STREAMING_JOBS.items()):
+        group = job.group_id(cfg)
+        try:
+            lag = kafka_admin.consumer_lag(cfg, group, job.source_topics(cfg))
+            out[key] = {"group": group, "lag": lag,
+                        "total": sum(v for v in lag.values() if v is not None)
+                        if any(v is not None for v in lag.values()) else None}
+        except Exception as exc:  # noqa: BLE001 - status reports, it does not fail
+            out[key] = {"group": group, "error": str(exc)}
+    return out
+
+
+def status(cfg: Config) -> dict:
+    kp, fp = kafka_paths(cfg), flink_paths(cfg)
+    kpids = kafka_pids(cfg)
+    fpids = flink_pids(cfg)
+    remote = bool(cfg.flink.jobmanager)  # a cluster of its own: no pids here, only REST
+    ov, jobs = None, []
+    if remote or fpids["jobmanager"]:
+        try:
+            rest = FlinkRest.of(cfg, timeout_s=3.0)
+            ov = rest.overview()
+            jobs = [{"id": j["jid"], "name": j["name"], "state": j["state"]}
+                    for j in rest.jobs()]
+            # per live job: version, uptime, checkpoints, lag, ...
+            jobs = [job_status(cfg, j["id"], j["name"]) if j["state"] in LIVE_STATES else j
+                    for j in jobs]
+        except FlinkError:
+            pass  # whatever did not answer is shown as not ready
+    apids = archiver_pids(cfg)
+    kafka_up = bool(kpids) and kafka_admin.kafka_ready(cfg, timeout_s=3)
+    consumers = consumers_status(cfg) if kafka_up else {}
+    return {
+        "consumers": consumers,
+        "archiver": {"running": bool(apids), "pids": apids,
+                     "log": str(archiver_paths(cfg)[1]),
+                     "lake": str(cfg.paths.raw_dir)},
+        "kafka": {
+            "running": bool(kpids),
+            "ready": kafka_up,
+            "pids": kpids,
+            "bootstrap": kafka_clients.bootstrap(cfg),
+            "secure": kafka_clients.active(cfg),
+            "log": str(kp.log),
+            "data_dir": str(kp.data),
+        },
+        "flink": {
+            "running": bool(ov) if remote else bool(fpids["jobmanager"]),
+            "ready": bool(ov),
+            "remote": remote,
+            "jobmanager_pids": fpids["jobmanager"],
+            "taskmanager_pids": fpids["taskmanager"],
+            "web_ui": cfg.flink.rest_url,
+            "taskmanagers": (ov or {}).get("taskmanagers", 0),
+            "slots_total": (ov or {}).get("slots-total", 0),
+            "slots_available": (ov or {}).get("slots-available", 0),
+            "jobs": jobs,
+            "logs": str(fp.logs),
+            "conf_dir": str(fp.conf),
+            "prometheus_ports": (prometheus_ports(cfg) if fpids["jobmanager"] and not remote
+                                 else []),
+            "checkpoints_dir": str(cfg.paths.checkpoints_dir),
+        },
+    }
+
+
+def format_status(st: dict) -> str:
+    k, f = st["kafka"], st["flink"]
+
+    def state(part: dict) -> str:
+        if part["running"] and part["ready"]:
+            return "running"
+        return "starting or unhealthy" if part["running"] else "stopped"
+
+    lines = [
+        f"kafka  {state(k):<8} broker {k['bootstrap']}"
+        + (" (TLS + SASL/SCRAM)" if k.get("secure") else "")
+        + (f"  pid {', '.join(map(str, k['pids']))}" if k["pids"] else ""),
+        f"       log {k['log']}",
+        f"flink  {state(f):<8} web UI {f['web_ui']}"
+        + (" (remote)" if f.get("remote") else
+           f"  JobManager pid {f['jobmanager_pids']} TaskManager pid {f['taskmanager_pids']}"
+           if f["running"] else ""),
+    ]
+    if f["running"]:
+        lines.append(f"       {f['taskmanagers']} TaskManager(s), "
+                     f"{f['slots_available']}/{f['slots_total']} slots free; "
+                     f"Prometheus metrics on port(s) "
+                     f"{', '.join(map(str, f['prometheus_ports'])) or 'none yet'}")
+        for j in f["jobs"]:
+            lines.append(f"       job {j['name']} {j['state']} ({j['id']})")
+            if "uptime_s" in j or "restarts" in j:
+                cp = j.get("last_checkpoint")
+                lag = j.get("consumer_lag")
+                lag_text = (lag if isinstance(lag, str) or lag is None else
+                            f"{sum(v for v in lag.values() if v is not None):,} "
+                            f"({j.get('consumer_group')})")
+                # the REST metric store may not have the count yet right after a restart
+                restarts = j.get("restarts")
+                lines.append(
+                    f"         version {j.get('version') or 'unreleased (payline submit)'}, "
+                    f"up {j.get('uptime_s', 0):.0f} s, restarts "
+                    f"{'not reported yet' if restarts is None else restarts}, "
+                    f"in {j.get('records_in_per_s')}/s, out {j.get('records_out_per_s')}/s, "
+                    + ("no watermark yet" if j.get("event_time_lag_ms") is None else
+                       f"event-time lag {j['event_time_lag_ms'] / 1000:,.1f} s"))
+                lines.append(
+                    "         last checkpoint "
+                    + (f"{cp['age_s']:.0f} s ago, {cp['size_bytes'] or 0:,} B, "
+                       f"{cp['duration_ms']} ms" if cp else "none yet")
+                    + f"; consumer lag {lag_text}")
+                lines.append(f"         {j['web_ui']}")
+    lines.append(f"       logs {f['logs']}")
+    lines.append(f"       checkpoints and savepoints {f['checkpoints_dir']}")
+    for job, c in st.get("consumers", {}).items():
+        lag = ("n/a: " + c["error"][:80]) if "error" in c else (
+            "nothing committed yet" if c["total"] is None else f"{c['total']:,} records")
+        lines.append(f"lag    {job:<12} group {c['group']}: {lag}")
+    a = st.get("archiver")
+    if a:
+        lines.append(f"archiver {'running' if a['running'] else 'stopped'}  lake {a['lake']}"
+                     + (f"  pid {', '.join(map(str, a['pids']))}" if a["pids"] else ""))
+        lines.append(f"       log {a['log']}")
+    return "\n".join(lines)
