@@ -37,8 +37,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from payline import archiver, generator  # noqa: E402
+from jobs import archiver  # noqa: E402
+from payline.generator import plan as generator  # noqa: E402
 from runtime import config as config_mod  # noqa: E402
+from runtime.settings import contract_rules  # noqa: E402
 from udfs import contract, fraud, semantics  # noqa: E402
 
 PARTITIONS = 3
@@ -78,7 +80,7 @@ def generate(cfg, events: int) -> dict:
     opts = generator.Options(count=events, rate_per_s=events / 3600.0, accounts=100_000,
                              merchants=5_000, late_by_ms=600_000, late_after=1000)
     txns_lake, accounts_lake = Lake(raw, t.transactions), Lake(raw, t.accounts)
-    rules = config_mod.contract_rules(cfg)
+    rules = contract_rules(cfg)
     profiles: dict[str, dict[int, fraud.Profile]] = {}
     aggs: dict[str, semantics.Aggregate] = {}
     late, dlq = [], []

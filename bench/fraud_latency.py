@@ -37,10 +37,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.transactions_throughput import rest, submitted_job_id  # noqa: E402
+from bench.transactions_throughput import rest  # noqa: E402
+from payline.flink.submit import flink_run, job_id_of  # noqa: E402
+from payline.generator import plan as generator  # noqa: E402
+from payline.generator.send import producer  # noqa: E402
+from payline.local import broker, cluster, java_build  # noqa: E402
 from runtime import config as config_mod  # noqa: E402
-from payline import generator, stack  # noqa: E402
-from payline.flink_cli import flink_run  # noqa: E402
 
 WARMUP_S = 10
 TAIL_S = 10
@@ -126,9 +128,9 @@ def main(argv=None) -> int:
     if args.seconds < WARMUP_S + TAIL_S + 10:
         p.error(f"--seconds: at least {WARMUP_S + TAIL_S + 10}")
     cfg = config_mod.load(args.conf, [])
-    stack.ensure_jars(cfg)  # the Maven jars and the jobs' own Java functions
-    stack.kafka_up(cfg)
-    stack.flink_up(cfg)
+    java_build.ensure_jars(cfg)  # the Maven jars and the jobs' own Java functions
+    broker.kafka_up(cfg)
+    cluster.flink_up(cfg)
 
     run_id = time.strftime("%Y%m%d%H%M%S")
     names = {k: f"bench.{run_id}.lat.{k}" for k in ("transactions", "accounts", "alerts",
@@ -140,7 +142,7 @@ def main(argv=None) -> int:
 
     overrides = [f"--set=topics.{k}={v}" for k, v in names.items()]
     conf_args = ["--conf", args.conf] if args.conf else []
-    job_id = submitted_job_id(flink_run(
+    job_id = job_id_of(flink_run(
         cfg, ROOT / "jobs/streaming/fraud.py",
         [*conf_args, *overrides, "--starting-offsets", "earliest",
          "--group-id", f"bench-lat-{run_id}"], detached=True).stdout)
@@ -173,7 +175,7 @@ def main(argv=None) -> int:
         seed=3, start_ms=start_ms, rate_per_s=args.rate, count=count, accounts=args.accounts,
         late_fraction=0.0, large_amount_fraction=0.01, txn_topic=names["transactions"],
         accounts_topic=names["accounts"])
-    prod = generator.producer(cfg.kafka.bootstrap, **{"linger.ms": args.linger_ms})
+    prod = producer(cfg.kafka.bootstrap, **{"linger.ms": args.linger_ms})
     records = list(generator.plan(opts))
     profiles = [r for r in records if r.category == "profile"]
     txns = [r for r in records if r.category != "profile"]

@@ -33,8 +33,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.transactions_throughput import run_and_watch  # noqa: E402
+from payline import kafka_admin  # noqa: E402
+from payline.generator import plan as generator  # noqa: E402
+from payline.generator.send import send  # noqa: E402
+from payline.local import broker, cluster, java_build  # noqa: E402
 from runtime import config as config_mod  # noqa: E402
-from payline import generator, stack, topics  # noqa: E402
 
 VARIANTS = {
     "thread": [],
@@ -63,7 +66,7 @@ def load(cfg, run_id: str, label: str, events: int, partitions: int, accounts: i
         invalid_value_fraction=bad / 3, txn_topic=names["transactions"],
         accounts_topic=names["accounts"])
     print(f"loading {events:,} events into {names['transactions']} ...", flush=True)
-    report = generator.send(cfg.kafka.bootstrap, opts, max_speed=True)
+    report = send(cfg.kafka.bootstrap, opts, max_speed=True)
     return names, report.sent - report.counts.get("profile", 0)
 
 
@@ -86,9 +89,9 @@ def main(argv=None) -> int:
     if min(args.events, args.process_events) < 1000:
         p.error("--events and --process-events: at least 1000")
     cfg = config_mod.load(args.conf, [])
-    stack.ensure_jars(cfg)  # the Maven jars and the jobs' own Java functions
-    stack.kafka_up(cfg)
-    stack.flink_up(cfg)
+    java_build.ensure_jars(cfg)  # the Maven jars and the jobs' own Java functions
+    broker.kafka_up(cfg)
+    cluster.flink_up(cfg)
     run_id = time.strftime("%Y%m%d%H%M%S")
     conf_args = ["--conf", args.conf] if args.conf else []
 
@@ -110,7 +113,7 @@ def main(argv=None) -> int:
                            "--group-id", f"bench-{run_id}-{variant}"], n, variant)
         r["events"] = n
         alerts = {json.loads(m.value)["alert_id"]
-                  for m in topics.read_topic(cfg, names["alerts"], timeout_s=300)}
+                  for m in kafka_admin.read_topic(cfg, names["alerts"], timeout_s=300)}
         r["alerts"] = len(alerts)
         results.append(r)
 

@@ -20,32 +20,25 @@ Starts the stack with ``payline up`` if it is not running; leaves it running (``
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from payline import kafka_admin  # noqa: E402
+from payline.flink.rest import FlinkRest  # noqa: E402
+from payline.flink.submit import flink_run, job_id_of  # noqa: E402
+from payline.generator import plan as generator  # noqa: E402
+from payline.generator.send import send  # noqa: E402
+from payline.local import broker, cluster, java_build  # noqa: E402
 from runtime import config as config_mod  # noqa: E402
-from payline import generator, stack, topics  # noqa: E402
-from payline.flink_cli import flink_run  # noqa: E402
 
 
-def rest(cfg, path: str, method: str = "GET"):
-    req = urllib.request.Request(f"{cfg.flink.rest_url}{path}", method=method)
-    with urllib.request.urlopen(req, timeout=10) as r:
-        body = r.read()
-    return json.loads(body) if body else {}
-
-
-def submitted_job_id(flink_run_stdout: str) -> str:
-    """The job id that `flink run -d` printed."""
-    return next(w for w in flink_run_stdout.split()
-                if len(w) == 32 and all(c in "0123456789abcdef" for c in w))
+def rest(cfg, path: str):
+    return FlinkRest.of(cfg).get(path)
 
 
 def source_records(cfg, job_id: str, vertex_id: str) -> float:
@@ -60,7 +53,7 @@ def source_records(cfg, job_id: str, vertex_id: str) -> float:
 
 def run_and_watch(cfg, python_file: Path, job_args: list[str], events: int, label: str) -> dict:
     """Submit detached, sample the source's read count each second until FINISHED."""
-    job_id = submitted_job_id(flink_run(cfg, python_file, job_args, detached=True).stdout)
+    job_id = job_id_of(flink_run(cfg, python_file, job_args, detached=True).stdout)
     samples = []  # (monotonic s, records read by the source)
     while True:
         job = rest(cfg, f"/jobs/{job_id}")
@@ -95,9 +88,9 @@ def main(argv=None) -> int:
     if args.events < 1000:
         p.error("--events: at least 1000")
     cfg = config_mod.load(args.conf, [])
-    stack.ensure_jars(cfg)  # the Maven jars and the jobs' own Java functions
-    stack.kafka_up(cfg)
-    stack.flink_up(cfg)
+    java_build.ensure_jars(cfg)  # the Maven jars and the jobs' own Java functions
+    broker.kafka_up(cfg)
+    cluster.flink_up(cfg)
 
     run_id = time.strftime("%Y%m%d%H%M%S")
     names = {k: f"bench.{run_id}.{k}" for k in ("transactions", "accounts", "dlq", "late",
@@ -115,7 +108,7 @@ def main(argv=None) -> int:
         invalid_value_fraction=bad / 3, txn_topic=names["transactions"],
         accounts_topic=names["accounts"])
     print(f"loading {args.events:,} events into {names['transactions']} ...", flush=True)
-    report = generator.send(cfg.kafka.bootstrap, opts, max_speed=True)
+    report = send(cfg.kafka.bootstrap, opts, max_speed=True)
     n = report.sent - report.counts.get("profile", 0)
     print(f"loaded {report.sent:,} records ({report.rate:,.0f}/s)", flush=True)
 
@@ -131,7 +124,7 @@ def main(argv=None) -> int:
             cfg, ROOT / "bench/baseline_job.py",
             [*conf_args, "--source", names["transactions"], "--sink", names["baseline"],
              "--group-id", f"bench-baseline-{run_id}"], n, "JVM-only SQL baseline"))
-    aggregates = len(topics.read_topic(cfg, names["aggregates"], committed_only=True,
+    aggregates = len(kafka_admin.read_topic(cfg, names["aggregates"], committed_only=True,
                                        timeout_s=300))
 
     print()
@@ -139,7 +132,7 @@ def main(argv=None) -> int:
           f"Python {platform.python_version()}; {time.strftime('%Y-%m-%d %H:%M %Z')}")
     print(f"backlog: {n:,} transactions on {args.partitions} partitions; "
           f"{aggregates:,} aggregates committed by the transactions job")
-    checkpoint_conf = stack.flink_rest(cfg, f"/jobs/{results[0]['job_id']}/checkpoints/config")
+    checkpoint_conf = rest(cfg, f"/jobs/{results[0]['job_id']}/checkpoints/config")
     print(f"state backend of the transactions job: "
           f"{(checkpoint_conf or {}).get('state_backend', 'unknown')} "
           f"(flink.state_backend = {cfg.flink.state_backend}, "

@@ -30,9 +30,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from payline import kafka_admin  # noqa: E402
+from payline.flink.rest import FlinkRest  # noqa: E402
+from payline.generator.options import generator_options  # noqa: E402
+from payline.generator.send import send  # noqa: E402
+from payline.local import stack  # noqa: E402
+from payline.release import lifecycle, releases  # noqa: E402
 from runtime import config as config_mod  # noqa: E402
-from payline import generator, ops, stack, topics  # noqa: E402
-from payline.cli import generator_options  # noqa: E402
 
 
 def watch(cfg, names: list[str], isolation: str, arrivals: list[float], stop: threading.Event):
@@ -68,15 +72,15 @@ def main(argv=None) -> int:
     sets = [f"topics.{k}={v}" for k, v in names.items()]
     cfg = config_mod.load(args.conf, sets)
     stack.up(cfg)
-    topics.create_topics(cfg, log=lambda _: None)
+    kafka_admin.create_topics(cfg, log=lambda _: None)
     job_args = tuple(x for s in sets for x in ("--set", s)) + (
         ("--conf", args.conf) if args.conf else ())
     for v in ("a", "b"):
-        ops.release(cfg, "transactions", f"bench-{tag}-{v}")
-    if ops.running_job(cfg, "transactions"):
+        releases.release(cfg, "transactions", f"bench-{tag}-{v}")
+    if lifecycle.running_job(cfg, "transactions"):
         print("bench: a transactions job already runs; stop it first (payline down)")
         return 1
-    ops.deploy(cfg, "transactions", f"bench-{tag}-a", job_args=job_args)
+    lifecycle.deploy(cfg, "transactions", f"bench-{tag}-a", job_args=job_args)
 
     stop = threading.Event()
     seen = {"read_uncommitted": [], "read_committed": []}
@@ -85,24 +89,23 @@ def main(argv=None) -> int:
                 for iso in seen]
     for w in watchers:
         w.start()
-    opts = generator_options(cfg, argparse.Namespace(
-        count=None, duration=args.seconds, rate=args.rate, seed=11))
-    traffic = threading.Thread(target=generator.send, args=(cfg.kafka.bootstrap, opts),
+    opts = generator_options(cfg, {"duration": args.seconds, "rate": args.rate, "seed": 11})
+    traffic = threading.Thread(target=send, args=(cfg.kafka.bootstrap, opts),
                                daemon=True)
     t_start = time.time()
     traffic.start()
     time.sleep(args.upgrade_at)
     t_up = time.time()
-    up = ops.upgrade(cfg, "transactions", f"bench-{tag}-b")
+    up = lifecycle.upgrade(cfg, "transactions", f"bench-{tag}-b")
     t_up_done = time.time()
     traffic.join()
     time.sleep(3 * cfg.flink.checkpoint_interval_ms / 1000 + 5)
     stop.set()
     for w in watchers:
         w.join(10)
-    job = ops.running_job(cfg, "transactions")
+    job = lifecycle.running_job(cfg, "transactions")
     if job:
-        ops._cancel(cfg, job)
+        FlinkRest.of(cfg).cancel(job)
 
     print(f"machine: {platform.node()}, {os.cpu_count()} cores; rate {args.rate:.0f}/s for "
           f"{args.seconds:.0f} s, checkpoint interval {cfg.flink.checkpoint_interval_ms} ms")

@@ -104,7 +104,7 @@ def parse_address(name: str, raw: Any) -> str:
 
 
 def _zipped_defaults() -> str | None:
-    """conf/payline.toml as shipped inside the batch zip (payline/pyfiles.py), if running from
+    """conf/payline.toml as shipped inside a bundle (payline.release.bundle), if running from
     one."""
     entry = importlib.resources.files("runtime").joinpath(DEFAULTS_IN_ZIP.split("/", 1)[1])
     return entry.read_text() if entry.is_file() else None

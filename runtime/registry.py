@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from runtime.errors import PaylineError
 from runtime.settings import Config
 
 # the fraud job's table of the compacted payments.accounts topic (status leaves its source out
@@ -42,18 +41,6 @@ FRAUD = StreamingJob("fraud", "payline-fraud", "jobs/streaming/fraud.py", "fraud
 STREAMING_JOBS: dict[str, StreamingJob] = {j.key: j for j in (TRANSACTIONS, FRAUD)}
 
 
-class UnknownJob(PaylineError, LookupError):
-    pass
-
-
-def streaming_job(key: str) -> StreamingJob:
-    """The job registered as ``key``; UnknownJob names the known ones."""
-    try:
-        return STREAMING_JOBS[key]
-    except KeyError:
-        raise UnknownJob(f"job: unknown job {key!r}; expected one of "
-                         f"{', '.join(sorted(STREAMING_JOBS))}") from None
-
-
 def by_flink_name(name: str) -> StreamingJob | None:
+    """The job whose Flink job name is ``name`` (None: not one of ours)."""
     return next((j for j in STREAMING_JOBS.values() if j.name == name), None)

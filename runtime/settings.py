@@ -228,14 +228,14 @@ class Drift:
 
 @dataclass(frozen=True)
 class Ops:
-    # payline/ops.py: the newest savepoints of a job that are kept (and always the one the
+    # payline.release: the newest savepoints of a job that are kept (and always the one the
     # last upgrade can roll back to); older ones are deleted when a new one is taken
     savepoints_retained: int = _int(1, 10_000)
 
 
 @dataclass(frozen=True)
 class Soak:
-    # `payline soak` (payline/soak.py): traffic with spikes and faults at seeded moments
+    # `payline soak` (payline.soak): traffic with spikes and faults at seeded moments
     duration_s: int = _int(30, 7 * 86_400)
     rate_per_s: int = _int(1, 1_000_000)
     seed: int = _int(0, None)
@@ -255,7 +255,8 @@ class Soak:
 
 @dataclass(frozen=True)
 class Security:
-    # payline/security.py: TLS + SASL/SCRAM, one principal per component, ACLs
+    # secure mode (runtime.kafka_clients, payline.local.certs): TLS + SASL/SCRAM, one
+    # principal per component, ACLs
     enabled: bool = field(metadata={"kind": "bool"})
     port: int = _int(*PORT)
     mechanism: str = _str(("SCRAM-SHA-512", "SCRAM-SHA-256"))

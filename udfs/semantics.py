@@ -80,6 +80,8 @@ def dedup_decision_sql(horizon_ms: int, copies: str, first_event_time_ms: str,
 
 
 # --- windows and lateness (§4) -----------------------------------------------------------------
+# The reference of udfs.windows, whose SQL texts the Flink jobs and the Spark recompute run; the
+# tests hold those texts to these functions.
 
 
 def window_start(event_time_ms: int, window_ms: int) -> int:
@@ -101,6 +103,8 @@ def is_late(event_time_ms: int, watermark_ms: int | None, window_ms: int,
 
 
 # --- aggregates (§5 payments.account-aggregates) -----------------------------------------------
+# The reference of udfs.windows.AGGREGATE_MEASURES (SQL); reconciliation adds late transactions
+# back with Aggregate.add (udfs.reconcile.with_late).
 
 AGGREGATE_FIELDS = ("account_id", "currency", "window_start_ms", "window_end_ms", "txn_count",
                     "purchase_count", "refund_count", "purchase_cents", "refund_cents",

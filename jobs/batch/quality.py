@@ -22,7 +22,7 @@ from pathlib import Path
 from udfs import contract
 
 
-def _expectations(cfg) -> dict[str, list]:
+def suite_expectations(cfg) -> dict[str, list]:
     import great_expectations as gx  # deferred: seconds to import, only a run's suites need it
 
     E = gx.expectations
@@ -85,7 +85,7 @@ def validate(cfg, frames: dict) -> dict:
     except (KeyError, ValueError):
         source = context.data_sources.add_spark("reconciliation")
     results = {}
-    for name, expectations in _expectations(cfg).items():
+    for name, expectations in suite_expectations(cfg).items():
         suite = gx.ExpectationSuite(name=name, expectations=expectations)
         suite = context.suites.add_or_update(suite)
         try:

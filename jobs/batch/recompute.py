@@ -102,8 +102,8 @@ def dedup(checked, horizon_ms: int):
     # the invalid rows make one group (null txn_id), which the window spills if it is large;
     # spreading them by a second partition expression made the 10 M run 20 s slower, but
     # that was measured with the expression inside partitionBy, which each of the two windows
-    # aliases anew, so the rows were shuffled twice (bench/RESULTS.md, session 24): a column
-    # computed once before the windows would be the fair test
+    # aliases anew, so the rows were shuffled twice (bench/RESULTS.md, 2026-11-27, commit
+    # 1bf8e14): a column computed once before the windows would be the fair test
     ordered = Window.partitionBy("txn_id").orderBy("partition", "offset")
     whole = ordered.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
     # the first copy's fields, compared field by field (same_fields_sql), instead of a
@@ -153,7 +153,7 @@ def recompute(raw, cfg, start_ms: int, end_ms: int, replay_from: int) -> dict:
     # and the rules' replay by account both find their rows in place: once the cache is built,
     # adaptive execution re-plans them without an exchange of their own (the initial plan
     # still shows one). One shuffle of the rows instead of two (10 M events: recompute +
-    # reconcile 140-143 s -> 132-136 s, bench/RESULTS.md, session 28)
+    # reconcile 140-143 s -> 132-136 s, bench/RESULTS.md, 2026-11-28, commit 7474869)
     wide = decided.where(F.when(F.col("error_class").isNull(), between(
         F.col("window_start_ms"), replay_from, end_ms)).otherwise(between(
             F.col("timestamp_ms"), start_ms, end_ms))).drop("timestamp_ms", "error") \

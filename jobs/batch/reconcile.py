@@ -55,7 +55,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 # spark-submit runs this file as a script: from a checkout, the packages are next to it; on a
-# cluster they come in the --py-files zip (payline/pyfiles.py)
+# cluster they come in the --py-files zip (`payline package-batch`)
 if (ROOT / "udfs").is_dir() and str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 

@@ -6,6 +6,9 @@ A run is named by its interval in UTC, ``20260101T000000Z_20260101T010000Z``; a 
 interval replaces its report. The report reads the run's result files in the lake (the
 reconciliation's ``aggregates.parquet`` / ``alerts.parquet``), the drift history and the
 recomputed accepted transactions; it decides nothing (the exit code is the reconciliation's).
+
+One cohesive module, longer than most: the page, its charts and the index of runs are one
+report whose parts share their names, colours and figures.
 """
 
 from __future__ import annotations

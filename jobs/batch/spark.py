@@ -24,7 +24,8 @@ def spark_session(master: str | None, app: str = "payline-reconcile",
     if "PYSPARK_GATEWAY_PORT" not in os.environ:  # this process starts the driver's JVM
         # the throughput collector for a batch job: 10 M events, the recompute 2-4 s faster
         # than with Java 17's default G1, whose concurrent threads take one of 2 cores
-        # (bench/RESULTS.md, session 23). Under spark-submit: --driver-java-options
+        # (bench/RESULTS.md, 2026-11-27, commit a763f9b). Under spark-submit:
+        # --driver-java-options
         extra.setdefault("spark.driver.extraJavaOptions", BATCH_JAVA_OPTIONS)
     for key, value in extra.items():
         builder = builder.config(key, value)

@@ -60,6 +60,10 @@ Submit (``payline submit fraud`` wraps this):
         --jarfile infra/flink/target/lib/flink-sql-connector-kafka-5.0.0-2.2.jar \\
         --python jobs/streaming/fraud.py [--conf FILE] [--set section.key=value ...] \\
         [--bounded] [--starting-offsets earliest|committed] [--group-id ID]
+
+It is longer than the project's other modules on purpose: it is one job, and its rules operator
+(:class:`EvaluateRules`: the typed state, its timers and its restore) is one cohesive thing
+that reads best whole, beside the pipeline that feeds it.
 """
 
 from __future__ import annotations

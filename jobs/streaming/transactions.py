@@ -20,11 +20,11 @@ them (thread mode); everything else is Flink SQL on the JVM:
          PARTITION BY txn_id: first copy's fingerprint and event time, count of copies;
          decision udfs.semantics.dedup_decision, written as SQL
       -> outcome: invalid / CONFLICTING_DUPLICATE -> DLQ;  DUPLICATE -> counted, dropped;
-         accepted behind the watermark -> late;  accepted on time ->
+         accepted behind the watermark (udfs.windows.is_late_sql) -> late;  on time ->
          (the watermark: the highest CURRENT_WATERMARK seen on the record's Kafka partition,
          kept in keyed state, so a restore does not route replayed late records "on time"
          into a window aggregate that restored its progress and drops them)
-      -> tumbling window TVF aggregate                           -> aggregates
+      -> tumbling window TVF aggregate (udfs.windows)            -> aggregates
 
 Dedup state is one row per txn_id (the first copy's fingerprint and event time, the count of
 copies), cleared by an event-time timer when the watermark passes the first copy's event time

@@ -51,11 +51,11 @@ class ValidateTransaction(ScalarFunction):
     Python alone) measured no gain (bench/RESULTS.md, 2026-11-26): per record, the task thread's
     conversions into Python and back cost more than the validation. Recognising the shape in
     SQL instead (the pattern in the JVM, the fields by ``SPLIT_INDEX``, only the other records
-    through this function) made the job slower, 12 600 against 17 000 events/s (bench/
-    RESULTS.md, session 26): Flink evaluates each field's expression anew wherever it is used.
-    It would also split the plan into two branches before the stateful SQL operators, whose
-    uids carry their plan node ids (``table.exec.uid.generation``), so a savepoint of the
-    running version would no longer map onto the new one."""
+    through this function) made the job slower, 12 600 against 17 000 events/s
+    (bench/RESULTS.md, 2026-11-27, commit ec8f9c9): Flink evaluates each field's expression anew
+    wherever it is used. It would also split the plan into two branches before the stateful SQL
+    operators, whose uids carry their plan node ids (``table.exec.uid.generation``), so a
+    savepoint of the running version would no longer map onto the new one."""
 
     def __init__(self, rules: Rules):
         self.rules = rules
@@ -82,10 +82,10 @@ def validate_transactions(rules: Rules):
     Arrow batches (``python.fn-execution.arrow.batch.size``, 10 000 records; bundles: see
     :func:`create_routed_view`). For the transactions job, whose outputs are committed at
     checkpoints anyway, the wait is invisible, and the job was faster than with the per-record
-    function in thread mode in 5 of 6 alternated pairs (bench/RESULTS.md, session 27): the task
-    thread no longer converts every record into Python and back, and the validation runs beside
-    it on the second core. The fraud job's LARGE_AMOUNT alerts cannot wait for a batch, so it
-    keeps the per-record function."""
+    function in thread mode in 5 of 6 alternated pairs (bench/RESULTS.md, 2026-11-28, commit
+    7fbc4d5): the task thread no longer converts every record into Python and back, and the
+    validation runs beside it on the second core. The fraud job's LARGE_AMOUNT alerts cannot
+    wait for a batch, so it keeps the per-record function."""
     def run(values, watermarks):
         # deferred: imported in the Python worker that runs the function, not by the client
         # that builds the job
@@ -268,7 +268,7 @@ def create_routed_view(t_env, source: str, cfg, vectorised: bool = False) -> str
         # bundle as long as the checkpoint interval adds no wait of its own, and what a window
         # emits on the released watermark still lands in the transaction of that checkpoint
         # (with Flink's defaults, 1 s or 100 000 records, the job ran 19 700-24 800 events/s,
-        # with these 22 400-32 900: bench/RESULTS.md, session 27).
+        # with these 22 400-32 900: bench/RESULTS.md, 2026-11-28, commit 7fbc4d5).
         conf = t_env.get_config()
         conf.set("python.fn-execution.bundle.time", str(cfg.flink.checkpoint_interval_ms))
         conf.set("python.fn-execution.bundle.size", str(PYTHON_BUNDLE_RECORDS))
@@ -372,6 +372,7 @@ def configure_rocksdb(conf, cfg) -> None:
     """RocksDB's compression of the job's state files (``flink.rocksdb_compression``), set per
     job, so no cluster restart is needed to change it. Each checkpoint flushes the memtables,
     and the flush and the compaction after it compete for the 2 cores with the records:
-    uncompressed they cost less (bench/RESULTS.md, sessions 25-26). No effect on heap state."""
+    uncompressed they cost less (bench/RESULTS.md, 2026-11-27, commits 92643ef and ec8f9c9).
+    No effect on heap state."""
     conf.set("state.backend.rocksdb.compression.per.level",
              ROCKSDB_COMPRESSION[cfg.flink.rocksdb_compression])

@@ -167,7 +167,7 @@ def wait_taskmanagers(cfg: Config, count: int, timeout_s: float | None = None) -
 def jobmanager_start(cfg: Config, log=print) -> None:
     """Start the JobManager again (after it was lost) and wait until a TaskManager is
     registered with it. Without HA services the jobs it ran are gone: they are started again
-    from their last retained checkpoints (payline/soak.py does that)."""
+    from their last retained checkpoints (payline.soak does that)."""
     daemon_start(cfg, "jobmanager.sh")
     if not wait_until(FlinkRest.of(cfg).ready, cfg.flink.start_timeout_s,
                       lambda: any_flink_pid(cfg)):

@@ -15,10 +15,8 @@ from pathlib import Path
 import pytest
 
 from jobs import archiver
-
 from runtime import config
-from tests.stacks import stack_toml
-
+from tests.support.stacks import stack_toml
 
 ROOT = Path(__file__).resolve().parents[2]
 # The JobManager restart (75-120 s here: both jobs submitted again) and the upgrade/rollback

@@ -19,7 +19,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from jobs import archiver
-
 from payline.generator.send import producer
 from payline.local.archiver_proc import archiver_paths
 from tests.support.kafka_io import create_topic, read_all

@@ -6,15 +6,23 @@ late transaction and an order-dependent pair, then tampered with."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pyspark
 import pytest
 
+from jobs import archiver
 from jobs.batch import quality
 from jobs.batch import reconcile as job
-from jobs import archiver
 from runtime import config
 from udfs import contract, fraud, reconcile, semantics
 
@@ -217,7 +225,7 @@ def test_every_difference_of_a_clean_stream_is_explained(spark, tmp_path):
                                                  "class": reconcile.MATCH}
     # Great Expectations: the recomputed data passes; this tiny lake's rates do not
     q = s["quality"]
-    suites = quality._expectations(cfg)
+    suites = quality.suite_expectations(cfg)
     for name in ("accepted_transactions", "aggregates"):
         assert q[name] == {"success": True, "evaluated": len(suites[name]), "failed": []}
     assert q["run_rates"]["failed"] == ["expect_column_values_to_be_between"] * 3
@@ -284,9 +292,6 @@ def test_a_bad_argument_gets_one_line_naming_it(args, message, capsys):
 
 
 def test_the_analyst_report_shows_the_run_and_opens_without_a_server(spark, tmp_path):
-    import re
-    import xml.etree.ElementTree as ET
-
     cfg = cfg_for(tmp_path)
     a2_w0 = semantics.aggregate_key("a2", "EUR", T0)
     build_lake(cfg.paths.raw_dir, drop_key=a2_w0, drop_alert=True)
@@ -323,18 +328,11 @@ def test_the_analyst_report_shows_the_run_and_opens_without_a_server(spark, tmp_
 def test_spark_submit_runs_the_job_from_the_py_files_zip_alone(tmp_path):
     """The cluster path: spark-submit with --py-files and an interpreter that has pyspark,
     pandas and pyarrow but not this project (the editable install's .pth is not read, -S);
-    the entry script is a copy outside the checkout."""
-    import os
-    import shutil
-    import subprocess
-    import sys
-    import sysconfig
-
-    import pyspark
-
-    from payline import pyfiles
-
-    zipped = pyfiles.build(tmp_path / "payline-batch.zip")
+    the entry script is a copy outside the checkout. The zip is what `payline package-batch`
+    writes (run as a user runs it: this test imports nothing of the operator tool)."""
+    zipped = tmp_path / "payline-batch.zip"
+    subprocess.run([str(Path(sys.executable).parent / "payline"), "package-batch", "--out",
+                    str(zipped)], check=True, capture_output=True, timeout=120)
     python = tmp_path / "python"
     python.write_text("#!/bin/sh\n"
                       f'PYTHONPATH="${{PYTHONPATH:+$PYTHONPATH:}}{sysconfig.get_paths()["purelib"]}"'
@@ -449,3 +447,57 @@ def test_consecutive_intervals_carry_the_rule_state_and_follow_a_velocity_chain(
     (first["out_dir"] / "alerts.parquet").unlink()
     again = job.run(cfg, T0 + 5 * W, T0 + 12 * W, spark)
     assert again["summary"]["unexplained"] == len(beyond)
+
+
+# --- drift against the history of earlier runs ---------------------------------------------------
+
+# The metrics of a reconciliation of build_lake()'s interval, written out by hand: 11 raw records
+# in scope, 7 accepted (t1-t7: all EUR, all web, t5 from FR), 1 duplicate, DLQ 1 MALFORMED and
+# 2 CONFLICTING_DUPLICATE, 1 late of 7 accepted; amounts 40, 100, 300, 500, 700, 900, 2 000 000.
+LAKE_METRICS = {
+    "raw_records": 11, "accepted": 7,
+    "currency_mix": {"EUR": 7}, "channel_mix": {"web": 7}, "country_mix": {"DE": 6, "FR": 1},
+    "amount_quantiles": {"EUR": [40.0, 100.0, 500.0, 900.0, 2000000.0, 2000000.0]},
+    "rates": {"dlq.MALFORMED": 1 / 11, "dlq.SCHEMA_VIOLATION": 0.0, "dlq.INVALID_VALUE": 0.0,
+              "dlq.CONFLICTING_DUPLICATE": 2 / 11, "duplicate": 1 / 11, "late": 1 / 7,
+              "unexplained": 0.0},
+}
+# earlier runs with another currency and channel mix and amounts 1 000x larger
+OTHER_MIX_AND_AMOUNTS = {
+    **LAKE_METRICS,
+    "currency_mix": {"USD": 6, "GBP": 1}, "channel_mix": {"pos": 5, "atm": 2},
+    "amount_quantiles": {"EUR": [40_000.0, 100_000.0, 500_000.0, 900_000.0, 2e9, 2e9]},
+}
+
+
+@pytest.mark.parametrize("earlier, flags", [
+    (LAKE_METRICS, []),
+    (OTHER_MIX_AND_AMOUNTS, ["psi.channel_mix", "psi.currency_mix", "wasserstein.amount.EUR"]),
+], ids=["matching-baseline", "other-mix-and-amounts"])
+def test_a_run_flags_drift_against_the_earlier_runs_metrics(spark, tmp_path, earlier, flags):
+    # the amounts of a currency are compared from 5 accepted transactions on (200 by default;
+    # the lake has 7)
+    cfg = config.load(None, [f"paths.data_dir={tmp_path}",
+                             f"paths.reports_dir={tmp_path / 'reports'}",
+                             "drift.amount_min_count=5"])
+    build_lake(cfg.paths.raw_dir)
+    history = tmp_path / "quality" / "history"  # <data_dir>/quality/history, one file a run
+    history.mkdir(parents=True)
+    for k in (1, 2):  # two runs of earlier intervals
+        start = T0 - k * 5 * W
+        (history / f"interval={start}_{start + 5 * W}.json").write_text(json.dumps(earlier))
+
+    s = job.run(cfg, T0, T0 + 5 * W, spark)["summary"]
+    assert s["drift_flags"] == flags
+    assert set(s["drift"]) == {
+        "psi.currency_mix", "psi.channel_mix", "psi.country_mix", "wasserstein.amount.EUR",
+        "rate.dlq.MALFORMED", "rate.dlq.SCHEMA_VIOLATION", "rate.dlq.INVALID_VALUE",
+        "rate.dlq.CONFLICTING_DUPLICATE", "rate.duplicate", "rate.late", "rate.unexplained"}
+    assert s["drift"]["psi.country_mix"]["value"] == 0.0
+    # the run's own metrics, as written out above, joined the history
+    assert s["metrics"]["currency_mix"] == {"EUR": 7}
+    assert s["metrics"]["country_mix"] == {"DE": 6, "FR": 1}
+    assert s["metrics"]["rates"] == pytest.approx(LAKE_METRICS["rates"])
+    assert sorted(p.name for p in history.iterdir()) == sorted([
+        f"interval={T0 - 10 * W}_{T0 - 5 * W}.json", f"interval={T0 - 5 * W}_{T0}.json",
+        f"interval={T0}_{T0 + 5 * W}.json"])

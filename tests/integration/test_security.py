@@ -21,16 +21,16 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import KafkaError
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError as PyKafkaError
+from kafka.errors import TopicAuthorizationFailedError
 
 from jobs import archiver
-
-from runtime import config
-
-from payline import generator, security
-from tests.stacks import stack_toml
-
-from .conftest import ROOT, flink_api, payline, wait_for
-from .kafka_io import read_all
+from payline.generator.send import producer
+from runtime import config, kafka_clients
+from tests.support.kafka_io import read_all
+from tests.support.stack import ROOT, flink_api, payline, wait_for
+from tests.support.stacks import stack_toml
 
 pytestmark = pytest.mark.integration
 
@@ -77,35 +77,31 @@ def secure():
 
 
 def _admin_as(cfg, **client):
-    from kafka import KafkaAdminClient
-
-    return KafkaAdminClient(bootstrap_servers=security.bootstrap(cfg), request_timeout_ms=5000,
+    return KafkaAdminClient(bootstrap_servers=kafka_clients.bootstrap(cfg), request_timeout_ms=5000,
                             bootstrap_timeout_ms=5000, **client)
 
 
 def test_up_secure_leaves_nothing_in_plaintext_and_secrets_private(secure):
     conf, cfg = secure
-    assert security.active(cfg)
+    assert kafka_clients.active(cfg)
     with socket.socket() as s:  # nothing listens on the plaintext port
         assert s.connect_ex((cfg.kafka.host, cfg.kafka.port)) != 0
-    f = security.files(cfg)
+    f = kafka_clients.files(cfg)
     assert oct(f.secrets.stat().st_mode & 0o777) == "0o700"
     for p in [*f.secrets.iterdir(), f.keystore]:
         assert p.stat().st_mode & 0o077 == 0, p
     props = (cfg.paths.run_dir / "kafka" / "server.properties").read_text()
-    for c in security.COMPONENTS:
-        assert security.reveal(security.password(cfg, c)) not in props
+    for c in kafka_clients.COMPONENTS:
+        assert kafka_clients.reveal(kafka_clients.password(cfg, c)) not in props
     status = json.loads(run_cli(conf, "status", "--json").stdout)
     assert status["kafka"]["ready"] and status["kafka"]["secure"]
 
 
 def test_unauthenticated_clients_are_refused(secure):
-    from kafka.errors import KafkaError as PyKafkaError
-
     _, cfg = secure
-    ca = str(security.files(cfg).ca_pem)
+    ca = str(kafka_clients.files(cfg).ca_pem)
     # the real principal gets in (so what follows is refused for its credentials alone)
-    admin = _admin_as(cfg, **{k: v for k, v in security.kafka_python_config(cfg, "ops").items()
+    admin = _admin_as(cfg, **{k: v for k, v in kafka_clients.kafka_python_config(cfg, "ops").items()
                               if k != "bootstrap_servers"})
     assert admin.describe_cluster()["cluster_id"]
     admin.close()
@@ -125,23 +121,20 @@ def test_unauthenticated_clients_are_refused(secure):
 
 
 def test_a_principal_cannot_write_or_read_outside_its_acls(secure):
-    from kafka import KafkaConsumer, TopicPartition
-    from kafka.errors import TopicAuthorizationFailedError
-
     _, cfg = secure
     for who, topic in (("analyst", cfg.topics.transactions), ("generator", cfg.topics.alerts),
                        ("archiver", cfg.topics.dlq)):
         errors = []
         # not idempotent: a principal with no write ACL at all would otherwise be refused its
         # producer id (cluster authorization) before the write is refused
-        prod = generator.producer(security.librdkafka_config(cfg, who),
+        prod = producer(kafka_clients.librdkafka_config(cfg, who),
                                   **{"client.id": f"it-{who}", "enable.idempotence": False})
         prod.produce(topic, b'{"x":1}', key=b"k",
                      on_delivery=lambda e, m, errors=errors: errors.append(e))
         assert prod.flush(30) == 0
         assert [e and e.code() for e in errors] == [KafkaError.TOPIC_AUTHORIZATION_FAILED], who
     consumer = KafkaConsumer(enable_auto_commit=False,
-                             **security.kafka_python_config(cfg, "analyst"))
+                             **kafka_clients.kafka_python_config(cfg, "analyst"))
     try:
         tp = TopicPartition(cfg.topics.transactions, 0)
         consumer.assign([tp])
@@ -231,9 +224,10 @@ def test_the_pipeline_runs_end_to_end_over_tls_and_sasl(secure, tmp_path):
 
 
 def _assert_no_secret(cfg, texts: dict[str, str]) -> None:
-    f = security.files(cfg)
-    secrets = [security.reveal(security.password(cfg, c)) for c in security.COMPONENTS]
-    secrets.append(security.reveal(security.read_password(f.store_password)))
+    f = kafka_clients.files(cfg)
+    secrets = [kafka_clients.reveal(kafka_clients.password(cfg, c))
+               for c in kafka_clients.COMPONENTS]
+    secrets.append(kafka_clients.reveal(kafka_clients.read_password(f.store_password)))
     for where, text in texts.items():
         for s in secrets:
             assert s not in text, f"a password appears in {where}"

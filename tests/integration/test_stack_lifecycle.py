@@ -1,14 +1,18 @@
 """The local stack, for real: `payline up` starts a KRaft broker and a Flink cluster, topics are
 made as configured, records round-trip, a PyFlink job submitted with the wheel's `flink run`
-copies a topic exactly once, and `payline down` leaves no process behind.
+copies a topic exactly once, `payline down` leaves no process behind, and `up --secure` refuses
+a broker formatted without it.
 
-Tests in this module run in file order and share one stack; the last one takes it down.
+The module runs a stack of its own (own ports and run dir), so taking it down touches no other
+module's; every test brings it up first (`up` is idempotent), so none depends on another's
+order or leftovers.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 from pathlib import Path
 
@@ -19,37 +23,58 @@ from payline.flink.submit import flink_run
 from payline.generator.send import producer
 from payline.local.broker import kafka_pids
 from payline.local.cluster import flink_pids
+from runtime import config
 from tests.support.kafka_io import create_topic, read_all
-from tests.support.stack import payline
+from tests.support.stack import ROOT, payline
+from tests.support.stacks import stack_toml
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
+KAFKA, REST, RPC, PROMETHEUS = 22092, 22081, 22123, 22249
 
 
 @pytest.fixture(scope="module")
-def running(stack_conf, stack_cfg):
-    payline(stack_conf, "up")
-    yield stack_cfg
-    payline(stack_conf, "down", check=False)
+def own_conf() -> Path:
+    run = ROOT / "run" / "test-lifecycle"
+    conf = run / "lifecycle.toml"
+    if conf.exists():  # a previous run's stack: stop it by pid before wiping its data
+        payline(conf, "down", check=False)
+    shutil.rmtree(run, ignore_errors=True)
+    run.mkdir(parents=True)
+    conf.write_text(stack_toml(run, kafka=KAFKA, rest=REST, rpc=RPC, prometheus=PROMETHEUS,
+                               checkpoint_ms=2000))
+    yield conf
+    payline(conf, "down", check=False)
+
+
+@pytest.fixture
+def stack_conf(own_conf) -> Path:
+    """This module's stack, up."""
+    payline(own_conf, "up")
+    return own_conf
+
+
+@pytest.fixture
+def running(stack_conf):
+    return config.load(stack_conf)
 
 
 def test_up_starts_a_broker_and_a_flink_cluster_that_answer(running, stack_conf):
     st = json.loads(payline(stack_conf, "status", "--json").stdout)
     assert st["kafka"]["running"] and st["kafka"]["ready"]
-    assert st["kafka"]["bootstrap"] == "127.0.0.1:19092"
+    assert st["kafka"]["bootstrap"] == f"127.0.0.1:{KAFKA}"
     assert st["flink"]["running"] and st["flink"]["ready"]
-    assert st["flink"]["web_ui"] == "http://127.0.0.1:18081"
+    assert st["flink"]["web_ui"] == f"http://127.0.0.1:{REST}"
     assert st["flink"]["taskmanagers"] == 1
     assert st["flink"]["slots_total"] == running.flink.taskmanager_slots
     # JobManager and TaskManager each expose a Prometheus endpoint from the configured range
     assert len(st["flink"]["prometheus_ports"]) == 2
-    assert all(19249 <= p <= 19259 for p in st["flink"]["prometheus_ports"])
+    assert all(PROMETHEUS <= p <= PROMETHEUS + 10 for p in st["flink"]["prometheus_ports"])
     # logs live in the run dir, never inside site-packages
     assert st["flink"]["logs"].startswith(str(running.paths.run_dir))
     assert list(Path(st["flink"]["logs"]).glob("*standalonesession*.log"))
     assert Path(st["kafka"]["log"]).exists()
     text = payline(stack_conf, "status").stdout
-    assert "http://127.0.0.1:18081" in text and "127.0.0.1:19092" in text
+    assert f"http://127.0.0.1:{REST}" in text and f"127.0.0.1:{KAFKA}" in text
 
 
 def test_up_twice_is_fine_and_starts_nothing_new(running, stack_conf):
@@ -135,6 +160,20 @@ def test_down_leaves_no_broker_jobmanager_or_taskmanager(running, stack_conf):
     assert _processes_under(running.paths.run_dir) == []
     st = json.loads(payline(stack_conf, "status", "--json").stdout)
     assert not st["kafka"]["running"] and not st["flink"]["running"]
+
+
+def test_up_secure_refuses_a_broker_formatted_without_it(running, stack_conf):
+    """A run dir whose broker storage was formatted plaintext cannot be turned secure in
+    place: one line says so and what to do, and nothing that runs is touched."""
+    before = (kafka_pids(running), flink_pids(running))
+    proc = payline(stack_conf, "up", "--secure", check=False)
+    assert proc.returncode == 1
+    assert "was formatted without secure mode" in proc.stderr and "--secure" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert (kafka_pids(running), flink_pids(running)) == before
+    assert not (running.paths.run_dir / "kafka" / "secure-mode").exists()
+    st = json.loads(payline(stack_conf, "status", "--json").stdout)
+    assert st["kafka"]["ready"] and not st["kafka"]["secure"]
 
 
 @pytest.mark.parametrize("key", ["kafka.port", "flink.rest_port"])

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from payline.cli import build_parser, command_names, main
+from payline.cli import command_names, main
 from udfs.contract import ERROR_CLASSES, Invalid, Valid, validate, validate_profile
 
 GOOD = {"txn_id": "t-1", "account_id": "acct-1", "merchant_id": "m-1", "amount_cents": 100,

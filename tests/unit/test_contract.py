@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support.records import GOOD, enc
 from udfs import contract
 from udfs.contract import (
     ERROR_CLASSES,
@@ -16,14 +17,6 @@ from udfs.contract import (
     Valid,
     validate,
 )
-
-GOOD = {"txn_id": "t-1", "account_id": "acct-1", "merchant_id": "m-1", "amount_cents": 100,
-        "currency": "USD", "kind": "purchase", "event_time_ms": 1767225600000,
-        "channel": "web", "country": "US"}
-
-
-def enc(obj) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode()
 
 
 def with_(**kw) -> bytes:

@@ -5,8 +5,8 @@ import fcntl
 import pytest
 
 from payline import schedule
-from payline.errors import ScheduleError
 from payline.cli import main
+from payline.errors import ScheduleError
 
 M = 60_000
 

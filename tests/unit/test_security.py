@@ -159,7 +159,8 @@ def test_storage_format_arguments_carry_every_principal(tmp_path):
     _fake_secrets(cfg)
     args = certs.storage_scram_args(cfg)
     names = [a.split("name=")[1].split(",")[0] for a in args if a.startswith("SCRAM")]
-    assert sorted(names) == sorted(kafka_clients.principal(cfg, c) for c in kafka_clients.COMPONENTS)
+    assert sorted(names) == sorted(kafka_clients.principal(cfg, c)
+                                  for c in kafka_clients.COMPONENTS)
     argfile = tmp_path / "args"
     certs.java_argfile(argfile, ["-cp", "x", *args])
     assert stat.S_IMODE(argfile.stat().st_mode) == 0o600

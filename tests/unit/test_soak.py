@@ -59,8 +59,8 @@ def test_every_kind_appears_in_the_default_plan():
 
 def test_a_different_seed_gives_a_different_plan():
     kinds = soak_plan.KINDS
-    assert soak_plan.plan_faults(1, 12, kinds, 900, 60, 60) != soak_plan.plan_faults(2, 12, kinds, 900,
-                                                                           60, 60)
+    assert (soak_plan.plan_faults(1, 12, kinds, 900, 60, 60)
+            != soak_plan.plan_faults(2, 12, kinds, 900, 60, 60))
 
 
 def test_bad_plans_name_the_key():

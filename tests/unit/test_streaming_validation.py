@@ -14,9 +14,8 @@ from jobs.streaming.txn_sql import (
     ValidateTransaction,
     validate_transactions,
 )
+from tests.support.records import GOOD, enc
 from udfs import contract
-
-from .test_contract import GOOD, enc
 
 NAMES = [n for n, _ in VALIDATED_FIELDS]
 
