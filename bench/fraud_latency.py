@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.transactions_throughput import rest  # noqa: E402
+from payline.flink.rest import FlinkRest  # noqa: E402
 from payline.flink.submit import flink_run, job_id_of  # noqa: E402
 from payline.generator import plan as generator  # noqa: E402
 from payline.generator.send import producer  # noqa: E402
@@ -216,7 +217,7 @@ def main(argv=None) -> int:
     time.sleep(15)
     stop.set()
     reader.join(60)
-    rest(cfg, f"/jobs/{job_id}?mode=cancel", method="PATCH")
+    FlinkRest.of(cfg).cancel(job_id)
 
     seen = json.loads(results.read_text())
     lo, hi = t0 + WARMUP_S, t0 + args.seconds - TAIL_S
