@@ -23,11 +23,10 @@ from runtime.settings import Config
 _NO_WATERMARK_YET_MS = 10 * 365 * 24 * 3600 * 1000
 
 
-def event_time_lag_ms(cfg: Config, job_id: str, sources: list[str]) -> int | None:
+def event_time_lag_ms(rest: FlinkRest, job_id: str, sources: list[str]) -> int | None:
     """The job's event-time lag: the largest ``watermarkLag`` (wall clock minus the last
     watermark, Flink's own JVM gauge on every source reader) over its source subtasks; None
     before any source has a watermark."""
-    rest = FlinkRest.of(cfg)
     worst = None
     for v in sources:
         ids = [m["id"] for m in rest.vertex_subtask_metrics(job_id, v)
@@ -43,11 +42,11 @@ def event_time_lag_ms(cfg: Config, job_id: str, sources: list[str]) -> int | Non
     return worst
 
 
-def job_status(cfg: Config, job_id: str, name: str) -> dict:
+def job_status(cfg: Config, job_id: str, name: str, rest: FlinkRest | None = None) -> dict:
     """What an operator asks of a running job: its version, uptime, last checkpoint,
     restarts, records in/out per second, the event-time lag, the consumer lag of its source
     topics. Raises FlinkError when the REST API does not answer."""
-    rest = FlinkRest.of(cfg)
+    rest = rest or FlinkRest.of(cfg)
     info = rest.job(job_id)
     out: dict = {"id": job_id, "name": name, "state": info.get("state"),
                  "web_ui": f"{cfg.flink.rest_url}/#/job/running/{job_id}/overview"}
@@ -81,7 +80,7 @@ def job_status(cfg: Config, job_id: str, name: str) -> dict:
     # the transactions source sets the job's pace (runtime.registry.ACCOUNTS_TABLE: why not
     # the fraud job's accounts source)
     out["event_time_lag_ms"] = event_time_lag_ms(
-        cfg, job_id, [n["id"] for n in source_nodes
+        rest, job_id, [n["id"] for n in source_nodes
                       if ACCOUNTS_TABLE not in n.get("description", "")])
     job = by_flink_name(name)
     if job:
@@ -110,6 +109,17 @@ def consumers_status(cfg: Config) -> dict:
     return out
 
 
+def observed_job(cfg: Config, listed: dict, rest: FlinkRest) -> dict:
+    """A live job's :func:`job_status`; the listing's row alone for a job that has ended, or
+    whose details did not answer (one job's silence does not hide the others)."""
+    if listed["state"] not in LIVE_STATES:
+        return listed
+    try:
+        return job_status(cfg, listed["id"], listed["name"], rest)
+    except FlinkError:
+        return listed
+
+
 def status(cfg: Config) -> dict:
     kp, fp = kafka_paths(cfg), flink_paths(cfg)
     kpids = kafka_pids(cfg)
@@ -117,16 +127,14 @@ def status(cfg: Config) -> dict:
     remote = bool(cfg.flink.jobmanager)  # a cluster of its own: no pids here, only REST
     ov, jobs = None, []
     if remote or fpids["jobmanager"]:
+        rest = FlinkRest.of(cfg, timeout_s=3.0)
         try:
-            rest = FlinkRest.of(cfg, timeout_s=3.0)
             ov = rest.overview()
             jobs = [{"id": j["jid"], "name": j["name"], "state": j["state"]}
                     for j in rest.jobs()]
-            # per live job: version, uptime, checkpoints, lag, ...
-            jobs = [job_status(cfg, j["id"], j["name"]) if j["state"] in LIVE_STATES else j
-                    for j in jobs]
         except FlinkError:
             pass  # whatever did not answer is shown as not ready
+        jobs = [observed_job(cfg, j, rest) for j in jobs]
     apids = archiver_pids(cfg)
     kafka_up = bool(kpids) and kafka_admin.kafka_ready(cfg, timeout_s=3)
     consumers = consumers_status(cfg) if kafka_up else {}

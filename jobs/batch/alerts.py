@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import os
 
-import pandas as pd
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from pyspark.sql import functions as F
 
@@ -55,6 +53,10 @@ def alerts_sorted(profiles: dict, params: fraud.FraudParams, states: dict[str, s
     columns = ["kind", "alert_id", "rule", "account_id", "txn_ids", "event_time_ms", "state"]
 
     def run(frames):
+        # deferred: pandas takes half a second to import, and this runs on the executors only
+        # (the operator tool imports this job for its commands)
+        import pandas as pd
+
         out = []
         for account, txns in groups_across_batches(frames, "account_id"):
             start = states.get(account)
@@ -135,6 +137,11 @@ def load_profiles(spark, cfg) -> dict[str, dict[int, fraud.Profile]]:
 # --- the interval's alerts, replayed and classified ---------------------------------------------
 
 
+def in_windows_of(window_ms: int, start_ms: int, end_ms: int):
+    """An alert's scope: its event time's window starts in [start, end)."""
+    return between(window_start_of("event_time_ms", window_ms), start_ms, end_ms)
+
+
 def replay(spark, cfg, wide, late_all, stream_alerts, states_in: dict[str, str] | None,
            start_ms: int, end_ms: int):
     """The rules replayed over the accepted transactions of ``wide`` (from
@@ -147,7 +154,7 @@ def replay(spark, cfg, wide, late_all, stream_alerts, states_in: dict[str, str] 
     late_ids = late_all.select("txn_id").distinct()
     on_time = (wide.where(F.col("outcome") == semantics.ACCEPTED)
                .join(late_ids, "txn_id", "left_anti"))
-    alert_scope = between(window_start_of("event_time_ms", w), start_ms, end_ms)
+    alert_scope = in_windows_of(w, start_ms, end_ms)
     stream_velocity = frozenset(r[0] for r in stream_alerts.where(
         alert_scope & (F.col("rule") == fraud.VELOCITY)).select("alert_id").distinct().collect())
     # by account: over ``wide``'s cache (partitioned so) adaptive execution can drop this
@@ -175,7 +182,7 @@ def classify(spark, cfg, replayed, stream_alerts, wide, late_all, start_ms: int,
     :func:`follow_velocity_silence`)."""
     w = cfg.event_time.window_ms
     params = cfg.fraud.params()
-    alert_scope = between(window_start_of("event_time_ms", w), start_ms, end_ms)
+    alert_scope = in_windows_of(w, start_ms, end_ms)
     batch_alerts = replayed.where(F.col("kind") == "alert")
     cross_ids = wide.where("cross_partition").select("txn_id").distinct()
     b = batch_alerts.where(alert_scope).select("alert_id", "rule", "account_id", "txn_ids",
@@ -256,6 +263,10 @@ def previous_velocity_alerts(cfg, start_ms: int, accounts: list[str]) -> list[di
              if (p / "alerts.parquet").is_file()]
     if not paths:
         return []
+    # deferred: pyarrow.dataset imports pandas (half a second), and only a VELOCITY chain
+    # that reaches into the previous interval reads it
+    import pyarrow.dataset as ds
+
     table = ds.dataset(paths, format="parquet").to_table(
         columns=CHAIN_FIELDS, filter=(ds.field("rule") == fraud.VELOCITY)
         & ds.field("account_id").isin(accounts))

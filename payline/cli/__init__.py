@@ -31,21 +31,13 @@ def build_parser() -> Parser:
     sub.required = True
     for group in COMMAND_GROUPS:
         group.register(sub)
+    p.commands = sorted(sub.choices)
     return p
 
 
 def command_names() -> list[str]:
     """Every subcommand, sorted."""
-    found: list[str] = []
-
-    class Names:
-        def add_parser(self, name, **kwargs):
-            found.append(name)
-            return Parser(prog=name)
-
-    for group in COMMAND_GROUPS:
-        group.register(Names())
-    return sorted(found)
+    return build_parser().commands
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -65,8 +65,8 @@ def register(sub) -> None:
     sps.set_defaults(run=cmd_savepoints)
 
 
-def submit(cfg: Config, args, job: str) -> str | None:
-    """`flink run` of the checkout's job script (not a release); returns its job id."""
+def submit(cfg: Config, args, job: str) -> None:
+    """`flink run` of the checkout's job script (not a release), and the job id it got."""
     job_args = passed_on(args)  # the job reads the same configuration as this command
     if getattr(args, "bounded", False):
         job_args.append("--bounded")
@@ -77,12 +77,12 @@ def submit(cfg: Config, args, job: str) -> str | None:
     proc = flink_run(cfg, cfg.root / STREAMING_JOBS[job].script, job_args,
                      detached=not getattr(args, "attached", False),
                      from_savepoint=getattr(args, "from_savepoint", None))
-    return job_id_of(proc.stdout)
+    print(f"submitted {job}: job id {job_id_of(proc.stdout) or '?'}; "
+          f"web UI {cfg.flink.rest_url}")
 
 
 def cmd_submit(cfg: Config, args) -> int:
-    job_id = submit(cfg, args, args.job)
-    print(f"submitted {args.job}: job id {job_id or '?'}; web UI {cfg.flink.rest_url}")
+    submit(cfg, args, args.job)
     return 0
 
 
