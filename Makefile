@@ -5,7 +5,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup jars demo test unit lint up down status clean
+.PHONY: setup jars chromium demo test unit lint up down status clean
 
 setup: $(VENV)/.installed jars
 
@@ -25,8 +25,16 @@ infra/%/target/lib/.fetched: infra/%/pom.xml
 demo: setup
 	$(BIN)/payline demo
 
+# The browser tests (tests/integration/test_report_browser.py) open the reports in Debian's
+# headless Chromium; installed here when missing (CI runs as root on a fresh machine).
+chromium:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    chromium chromium-driver; \
+	fi
+
 # pytest exits 5 when it collected no test: that is a failure here, never a pass.
-test: setup lint
+test: setup lint chromium
 	$(BIN)/pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; \
 	exit $$rc

@@ -1,6 +1,6 @@
 """The raw-log archiver: every record of every ``payments.*`` topic, exactly once, as Parquet
-(CONTRACT.md §6), in its own process so that no upgrade of the business jobs touches the master
-dataset.
+(docs/contract.md#raw-log), in its own process so that no upgrade of the business jobs touches the
+master dataset.
 
 Layout: ``<data_dir>/raw/<topic>/date=YYYY-MM-DD/hour=HH/part-<partition>-<first>-<last>.parquet``
 by Kafka timestamp (UTC), columns ``topic, partition, offset, timestamp_ms, key, value``.

@@ -34,14 +34,37 @@ from runtime.settings import Config
 
 def admin_client(cfg: Config, component: str = "admin", timeout_s: float = 30.0,
                  client_id: str = "payline-admin") -> KafkaAdminClient:
-    """An admin client as ``component``'s principal; KafkaUnreachable when no broker answers
-    at the bootstrap address."""
+    """An admin client as ``component``'s principal, its requests bounded by ``timeout_s``;
+    KafkaUnreachable when no broker answers at the bootstrap address within
+    ``kafka.connect_timeout_s``."""
+    connect_ms = int(min(timeout_s, cfg.kafka.connect_timeout_s) * 1000)
     try:
         return KafkaAdminClient(client_id=client_id, request_timeout_ms=int(timeout_s * 1000),
+                                bootstrap_timeout_ms=connect_ms,
                                 **kafka_clients.kafka_python_config(cfg, component))
     except (KafkaError, OSError) as exc:
-        raise KafkaUnreachable(f"kafka: no broker answers at {kafka_clients.bootstrap(cfg)} "
-                               f"({exc})") from None
+        raise KafkaUnreachable(unreachable_message(cfg, exc)) from None
+
+
+def unreachable_message(cfg: Config, exc: BaseException | None = None) -> str:
+    """One line: which broker did not answer, and what to do about it."""
+    why = f" ({type(exc).__name__})" if exc is not None else ""
+    return (f"kafka: no broker answers at {kafka_clients.bootstrap(cfg)} within "
+            f"{cfg.kafka.connect_timeout_s} s{why}; start it with `payline up`, or point "
+            f"kafka.host/kafka.port (or PAYLINE_KAFKA_BOOTSTRAP) at a running one")
+
+
+def require_broker(cfg: Config, component: str = "ops") -> None:
+    """KafkaUnreachable (one line, within kafka.connect_timeout_s) unless a broker answers a
+    metadata request: checked before a command starts work that would otherwise retry for
+    minutes."""
+    admin = admin_client(cfg, component, cfg.kafka.connect_timeout_s, "payline-check")
+    try:
+        admin.describe_cluster()
+    except (KafkaError, OSError) as exc:
+        raise KafkaUnreachable(unreachable_message(cfg, exc)) from None
+    finally:
+        admin.close()
 
 
 def consumer(cfg: Config, component: str = "ops", **settings) -> KafkaConsumer:

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from payline.errors import ScheduleError
+from runtime.times import interval
 
 
 def parse_every(text: str, window_ms: int) -> int:
@@ -90,7 +91,7 @@ def run(lock_path: Path, state_path: Path, every_ms: int, grace_ms: int,
             if start is None:  # first run: the last closed interval
                 start = (now - grace_ms) // every_ms * every_ms - every_ms
             for s, e in due_intervals(start, every_ms, now, grace_ms):
-                log(f"schedule: reconciling [{s}, {e})")
+                log(f"schedule: reconciling {interval(s, e)}")
                 code = reconcile(s, e)
                 state.record(s, e, code, int(clock() * 1000))
                 worst = max(worst, code)

@@ -1,23 +1,28 @@
 """`payline status`: what runs where, observed and never changed. The local stack's processes
 by pid; the Flink cluster (local or remote) and each live job through the REST client (its
 version from the deployment records, uptime, restarts, checkpoints, records in and out, the
-event-time lag); the consumer lag of each streaming job's group. A part that does not answer is
-reported as such, never raised.
+event-time lag, the records its sources have yet to read); the consumer lag of each streaming
+job's configured group. A part that does not answer is reported as such, with how to start it,
+never raised; :func:`problems` lists what `status --check` fails on.
 """
 
 from __future__ import annotations
 
+import os
+from collections import Counter
+
 from payline import kafka_admin
 from payline.errors import FlinkError
 from payline.flink.dist import flink_paths
-from payline.flink.rest import LIVE_STATES, FlinkRest
+from payline.flink.rest import ENDED_STATES, LIVE_STATES, FlinkRest
 from payline.local.archiver_proc import archiver_paths, archiver_pids
 from payline.local.broker import kafka_paths, kafka_pids
 from payline.local.cluster import flink_pids, prometheus_ports
 from payline.release.records import deployment_of, now_ms
 from runtime import kafka_clients
-from runtime.registry import ACCOUNTS_TABLE, STREAMING_JOBS, by_flink_name
+from runtime.registry import ACCOUNTS_TABLE, STREAMING_JOBS
 from runtime.settings import Config
+from runtime.times import duration
 
 # watermarkLag before a source's first watermark is the wall clock minus Long.MIN_VALUE
 _NO_WATERMARK_YET_MS = 10 * 365 * 24 * 3600 * 1000
@@ -40,6 +45,23 @@ def event_time_lag_ms(rest: FlinkRest, job_id: str, sources: list[str]) -> int |
                 lag = max(int(lag), 0)
                 worst = lag if worst is None else max(worst, lag)
     return worst
+
+
+def pending_records(rest: FlinkRest, job_id: str, sources: list[str]) -> int | None:
+    """What the job's Kafka sources have yet to read: the connector's own ``pendingRecords``
+    gauge summed over the source subtasks. It is the lag of whichever consumer group the job
+    was started with (``--group-id``), which the group-based lag cannot know; None before the
+    sources report it."""
+    total = None
+    for v in sources:
+        ids = [m["id"] for m in rest.vertex_subtask_metrics(job_id, v)
+               if m["id"].endswith("pendingRecords")]
+        if not ids:
+            continue
+        for m in rest.vertex_subtask_metrics(job_id, v, f"?get={','.join(ids)}&agg=sum"):
+            if m.get("sum") is not None:
+                total = (total or 0) + int(m["sum"])
+    return total
 
 
 def job_status(cfg: Config, job_id: str, name: str, rest: FlinkRest | None = None) -> dict:
@@ -75,6 +97,7 @@ def job_status(cfg: Config, job_id: str, name: str, rest: FlinkRest | None = Non
             total += sum(m.get("sum", 0.0) for m in got)
         return round(total, 1)
 
+    out["pending_records"] = pending_records(rest, job_id, sources)
     out["records_in_per_s"] = rate(sources, "numRecordsOutPerSecond")
     out["records_out_per_s"] = rate(sinks, "numRecordsInPerSecond")
     # the transactions source sets the job's pace (runtime.registry.ACCOUNTS_TABLE: why not
@@ -82,14 +105,6 @@ def job_status(cfg: Config, job_id: str, name: str, rest: FlinkRest | None = Non
     out["event_time_lag_ms"] = event_time_lag_ms(
         rest, job_id, [n["id"] for n in source_nodes
                       if ACCOUNTS_TABLE not in n.get("description", "")])
-    job = by_flink_name(name)
-    if job:
-        try:
-            out["consumer_group"] = job.group_id(cfg)
-            out["consumer_lag"] = kafka_admin.consumer_lag(cfg, job.group_id(cfg),
-                                                           job.source_topics(cfg))
-        except Exception as exc:  # noqa: BLE001 - status reports, it does not fail
-            out["consumer_lag"] = f"unavailable: {exc}"
     return out
 
 
@@ -120,23 +135,32 @@ def observed_job(cfg: Config, listed: dict, rest: FlinkRest) -> dict:
         return listed
 
 
+def bootstrap_is_remote(cfg: Config) -> bool:
+    """The clients point at a broker `payline up` did not start (PAYLINE_KAFKA_BOOTSTRAP)."""
+    return bool(os.environ.get("PAYLINE_KAFKA_BOOTSTRAP"))
+
+
 def status(cfg: Config) -> dict:
     kp, fp = kafka_paths(cfg), flink_paths(cfg)
     kpids = kafka_pids(cfg)
     fpids = flink_pids(cfg)
     remote = bool(cfg.flink.jobmanager)  # a cluster of its own: no pids here, only REST
     ov, jobs = None, []
+    flink_error = None
     if remote or fpids["jobmanager"]:
-        rest = FlinkRest.of(cfg, timeout_s=3.0)
+        rest = FlinkRest.of(cfg)
         try:
             ov = rest.overview()
             jobs = [{"id": j["jid"], "name": j["name"], "state": j["state"]}
                     for j in rest.jobs()]
-        except FlinkError:
-            pass  # whatever did not answer is shown as not ready
+        except FlinkError as exc:
+            flink_error = str(exc)  # shown as unreachable (remote) or not ready (local)
         jobs = [observed_job(cfg, j, rest) for j in jobs]
     apids = archiver_pids(cfg)
-    kafka_up = bool(kpids) and kafka_admin.kafka_ready(cfg, timeout_s=3)
+    # a broker of its own (PAYLINE_KAFKA_BOOTSTRAP) has no pid here: only its answer tells
+    kafka_remote = bootstrap_is_remote(cfg)
+    kafka_up = (bool(kpids) or kafka_remote) and kafka_admin.kafka_ready(
+        cfg, timeout_s=cfg.kafka.connect_timeout_s)
     consumers = consumers_status(cfg) if kafka_up else {}
     return {
         "consumers": consumers,
@@ -144,7 +168,8 @@ def status(cfg: Config) -> dict:
                      "log": str(archiver_paths(cfg)[1]),
                      "lake": str(cfg.paths.raw_dir)},
         "kafka": {
-            "running": bool(kpids),
+            "running": bool(kpids) or (kafka_remote and kafka_up),
+            "remote": kafka_remote,
             "ready": kafka_up,
             "pids": kpids,
             "bootstrap": kafka_clients.bootstrap(cfg),
@@ -156,6 +181,7 @@ def status(cfg: Config) -> dict:
             "running": bool(ov) if remote else bool(fpids["jobmanager"]),
             "ready": bool(ov),
             "remote": remote,
+            "error": flink_error,
             "jobmanager_pids": fpids["jobmanager"],
             "taskmanager_pids": fpids["taskmanager"],
             "web_ui": cfg.flink.rest_url,
@@ -172,61 +198,111 @@ def status(cfg: Config) -> dict:
     }
 
 
+def pids_text(label: str, pids: list[int]) -> str:
+    """``pid 4874`` / ``pids 4874, 4901`` / '' (none)."""
+    if not pids:
+        return ""
+    return f"{label} pid{'s' if len(pids) > 1 else ''} {', '.join(map(str, pids))}"
+
+
+def part_state(part: dict) -> str:
+    if part["running"] and part["ready"]:
+        return "running"
+    if part.get("remote") and part.get("error"):
+        return "unreachable"
+    return "starting or unhealthy" if part["running"] else "stopped"
+
+
+def problems(st: dict) -> list[str]:
+    """What is not running, each with how to start it (`status --check` exits 1 on any)."""
+    k, f, a = st["kafka"], st["flink"], st.get("archiver") or {}
+    out = []
+    if part_state(k) != "running":
+        out.append(f"kafka is {part_state(k)}: start it with `payline up`")
+    if part_state(f) == "unreachable":
+        out.append(f"flink is unreachable at {f['web_ui']}: check --jobmanager / "
+                   f"flink.jobmanager, or that cluster")
+    elif part_state(f) != "running":
+        out.append(f"flink is {part_state(f)}: start it with `payline up`")
+    running = {j["name"] for j in f["jobs"] if j["state"] == "RUNNING"}
+    if part_state(f) == "running":
+        for key, job in sorted(STREAMING_JOBS.items()):
+            if job.name not in running:
+                out.append(f"the {key} job is not running: start it with "
+                           f"`payline deploy {key}` (or `payline submit {key}`)")
+    if a and not a["running"]:
+        out.append("the archiver is stopped: start it with `payline archiver start`")
+    return out
+
+
+def format_job(j: dict) -> list[str]:
+    lines = [f"       job {j['name']} {j['state']} ({j['id']})"]
+    if "uptime_s" not in j and "restarts" not in j:
+        return lines
+    cp = j.get("last_checkpoint")
+    # the REST metric store may not have the count yet right after a restart
+    restarts = j.get("restarts")
+    pending = j.get("pending_records")
+    lag = j.get("event_time_lag_ms")
+    lines.append(
+        f"         version {j.get('version') or 'unreleased (payline submit)'}, "
+        f"up {duration(j.get('uptime_s', 0))}, restarts "
+        f"{'not reported yet' if restarts is None else restarts}, "
+        f"in {j.get('records_in_per_s')}/s, out {j.get('records_out_per_s')}/s")
+    lines.append(
+        "         "
+        + ("no watermark yet" if lag is None else f"event-time lag {duration(lag / 1000)}")
+        + ", pending records "
+        + ("not reported yet" if pending is None else f"{pending:,}")
+        + "; last checkpoint "
+        + (f"{duration(cp['age_s'])} ago, {cp['size_bytes'] or 0:,} B, "
+           f"{cp['duration_ms']} ms" if cp else "none yet"))
+    lines.append(f"         {j['web_ui']}")
+    return lines
+
+
 def format_status(st: dict) -> str:
     k, f = st["kafka"], st["flink"]
-
-    def state(part: dict) -> str:
-        if part["running"] and part["ready"]:
-            return "running"
-        return "starting or unhealthy" if part["running"] else "stopped"
-
     lines = [
-        f"kafka  {state(k):<8} broker {k['bootstrap']}"
+        f"kafka  {part_state(k):<8} broker {k['bootstrap']}"
         + (" (TLS + SASL/SCRAM)" if k.get("secure") else "")
-        + (f"  pid {', '.join(map(str, k['pids']))}" if k["pids"] else ""),
+        + (" (not started here)" if k.get("remote") else "")
+        + (f"  {pids_text('', k['pids']).strip()}" if k["pids"] else ""),
         f"       log {k['log']}",
-        f"flink  {state(f):<8} web UI {f['web_ui']}"
+        f"flink  {part_state(f):<8} web UI {f['web_ui']}"
         + (" (remote)" if f.get("remote") else
-           f"  JobManager pid {f['jobmanager_pids']} TaskManager pid {f['taskmanager_pids']}"
+           "  " + "  ".join(t for t in (pids_text("JobManager", f["jobmanager_pids"]),
+                                        pids_text("TaskManager", f["taskmanager_pids"])) if t)
            if f["running"] else ""),
     ]
-    if f["running"]:
+    if f.get("error") and part_state(f) != "running":
+        lines.append(f"       {f['error']}")
+    if f["running"] and f["ready"]:
         lines.append(f"       {f['taskmanagers']} TaskManager(s), "
                      f"{f['slots_available']}/{f['slots_total']} slots free; "
                      f"Prometheus metrics on port(s) "
                      f"{', '.join(map(str, f['prometheus_ports'])) or 'none yet'}")
+        ended = Counter(j["state"] for j in f["jobs"] if j["state"] in ENDED_STATES)
         for j in f["jobs"]:
-            lines.append(f"       job {j['name']} {j['state']} ({j['id']})")
-            if "uptime_s" in j or "restarts" in j:
-                cp = j.get("last_checkpoint")
-                lag = j.get("consumer_lag")
-                lag_text = (lag if isinstance(lag, str) or lag is None else
-                            f"{sum(v for v in lag.values() if v is not None):,} "
-                            f"({j.get('consumer_group')})")
-                # the REST metric store may not have the count yet right after a restart
-                restarts = j.get("restarts")
-                lines.append(
-                    f"         version {j.get('version') or 'unreleased (payline submit)'}, "
-                    f"up {j.get('uptime_s', 0):.0f} s, restarts "
-                    f"{'not reported yet' if restarts is None else restarts}, "
-                    f"in {j.get('records_in_per_s')}/s, out {j.get('records_out_per_s')}/s, "
-                    + ("no watermark yet" if j.get("event_time_lag_ms") is None else
-                       f"event-time lag {j['event_time_lag_ms'] / 1000:,.1f} s"))
-                lines.append(
-                    "         last checkpoint "
-                    + (f"{cp['age_s']:.0f} s ago, {cp['size_bytes'] or 0:,} B, "
-                       f"{cp['duration_ms']} ms" if cp else "none yet")
-                    + f"; consumer lag {lag_text}")
-                lines.append(f"         {j['web_ui']}")
+            if j["state"] not in ENDED_STATES:
+                lines += format_job(j)
+        if ended:
+            lines.append(f"       {sum(ended.values())} ended job(s): "
+                         + ", ".join(f"{n} {state}" for state, n in sorted(ended.items()))
+                         + " (`payline status --json` lists them)")
     lines.append(f"       logs {f['logs']}")
     lines.append(f"       checkpoints and savepoints {f['checkpoints_dir']}")
     for job, c in st.get("consumers", {}).items():
         lag = ("n/a: " + c["error"][:80]) if "error" in c else (
             "nothing committed yet" if c["total"] is None else f"{c['total']:,} records")
-        lines.append(f"lag    {job:<12} group {c['group']}: {lag}")
+        lines.append(f"lag    {job:<12} group {c['group']} (configured): {lag}")
     a = st.get("archiver")
     if a:
         lines.append(f"archiver {'running' if a['running'] else 'stopped'}  lake {a['lake']}"
-                     + (f"  pid {', '.join(map(str, a['pids']))}" if a["pids"] else ""))
+                     + (f"  {pids_text('', a['pids']).strip()}" if a["pids"] else ""))
         lines.append(f"       log {a['log']}")
+    todo = problems(st)
+    if todo:
+        lines.append("")
+        lines += [f"- {p}" for p in todo]
     return "\n".join(lines)

@@ -1,5 +1,6 @@
-"""The stack's configuration files, rendered from the templates in ``conf/`` with
-``string.Template`` (``$name`` placeholders)."""
+"""The stack's configuration files, rendered from the templates in ``conf/`` (a checkout's,
+or the wheel's copies: :mod:`payline.assets`) with ``string.Template`` (``$name``
+placeholders)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,16 @@
-"""One configuration path: conf/payline.toml -> optional overlay file -> --set overrides -> frozen
-dataclasses. Environment variables only for endpoints (PAYLINE_KAFKA_BOOTSTRAP,
-PAYLINE_FLINK_REST).
+"""One configuration path: the defaults -> one overlay file -> --set overrides -> frozen
+dataclasses. Environment variables only for the overlay file (PAYLINE_CONF) and endpoints
+(PAYLINE_KAFKA_BOOTSTRAP, PAYLINE_FLINK_REST).
+
+Where things are:
+
+* In a checkout (the code sits next to ``conf/payline.toml``), the defaults are that file, the
+  overlay is ``--conf FILE`` or PAYLINE_CONF, and relative paths are relative to the checkout.
+* Anywhere else (an installed wheel; a bundle's zip on a cluster) the defaults are the copy the
+  code carries, ``runtime/defaults.toml`` (the wheel's package data; the bundle's entry), the
+  overlay is ``--conf FILE``, PAYLINE_CONF or ``./payline.toml`` (what `payline init` writes),
+  and relative paths are relative to the project directory: the current directory, the one that
+  holds ``./payline.toml``.
 
 Every bad value raises ConfigError with one line that names the key, e.g.
 ``conf: kafka.port must be an integer in 1..65535, got 'abc'``.
@@ -19,13 +29,22 @@ from typing import Any
 from runtime.errors import PaylineError
 from runtime.settings import SECTIONS, Config, Security
 
-_SOURCE_ROOT = Path(__file__).resolve().parent.parent
-# In a checkout, relative paths in the configuration are relative to it. Shipped as a zip
-# (spark-submit --py-files, a release's bundle: payline/bundle.py), the code has no conf/ next
-# to it: the defaults travel inside the zip and relative paths are relative to the working
-# directory.
-PROJECT_ROOT = _SOURCE_ROOT if (_SOURCE_ROOT / "conf" / "payline.toml").is_file() else Path.cwd()
+# the folder holding the packages udfs/, runtime/ and jobs/: a checkout, site-packages, or a zip
+CODE_ROOT = Path(__file__).resolve().parent.parent
+DEFAULTS_FILE = Path("conf") / "payline.toml"
+# the checkout the code runs from, if any (a release's tree counts: it holds its own defaults)
+CHECKOUT: Path | None = CODE_ROOT if (CODE_ROOT / DEFAULTS_FILE).is_file() else None
+# the defaults as the code carries them: a wheel's package data, a bundle's entry
+# (payline/release/bundle.py); the wheel's copy is made by setup.py from conf/payline.toml
 DEFAULTS_IN_ZIP = "runtime/defaults.toml"
+# the overlay read from the current directory outside a checkout (`payline init` writes it)
+LOCAL_OVERLAY = "payline.toml"
+
+
+def project_dir() -> Path:
+    """What relative paths of the configuration are relative to: the checkout, else the
+    current directory (the one holding the local overlay)."""
+    return CHECKOUT or Path.cwd()
 
 
 class ConfigError(PaylineError, ValueError):
@@ -103,11 +122,38 @@ def parse_address(name: str, raw: Any) -> str:
     return raw
 
 
-def _zipped_defaults() -> str | None:
-    """conf/payline.toml as shipped inside a bundle (payline.release.bundle), if running from
-    one."""
+def shipped_defaults() -> str | None:
+    """The defaults the code carries (``runtime/defaults.toml``), if it carries them."""
     entry = importlib.resources.files("runtime").joinpath(DEFAULTS_IN_ZIP.split("/", 1)[1])
     return entry.read_text() if entry.is_file() else None
+
+
+def _defaults_file(tree: Path | None) -> Path | None:
+    """``tree``'s (default: the checkout's) ``conf/payline.toml``; None where there is none."""
+    tree = tree or CHECKOUT
+    return tree / DEFAULTS_FILE if tree is not None and (tree / DEFAULTS_FILE).is_file() else None
+
+
+def defaults_text(tree: Path | None = None) -> str:
+    """The default configuration as written, comments and all: ``tree``'s
+    ``conf/payline.toml`` (default: the checkout's), else the copy the code carries."""
+    file = _defaults_file(tree)
+    if file is not None:
+        return file.read_text()
+    shipped = shipped_defaults()
+    if shipped is None:
+        raise ConfigError(f"conf: file not found: {(tree or Path.cwd()) / DEFAULTS_FILE}")
+    return shipped
+
+
+def overlay_file(conf_file: str | Path | None = None) -> Path | None:
+    """The one overlay: ``--conf FILE``, else PAYLINE_CONF, else (outside a checkout)
+    ``./payline.toml`` if there is one."""
+    given = conf_file or os.environ.get("PAYLINE_CONF")
+    if given:
+        return Path(given)
+    local = Path(LOCAL_OVERLAY)
+    return local.resolve() if CHECKOUT is None and local.is_file() else None
 
 
 def _read_toml(path: Path) -> dict:
@@ -141,17 +187,20 @@ def parse_override(text: str) -> tuple[str, str, str]:
 def load(
     conf_file: str | Path | None = None,
     overrides: list[str] | tuple[str, ...] = (),
-    root: Path = PROJECT_ROOT,
+    root: Path | None = None,
 ) -> Config:
-    """Load the defaults, merge an optional overlay file and --set overrides, validate all."""
-    defaults = root / "conf" / "payline.toml"
-    if defaults.is_file() or not _zipped_defaults():
-        data = _read_toml(defaults)
-    else:
-        data = tomllib.loads(_zipped_defaults())
-    overlay_file = conf_file or os.environ.get("PAYLINE_CONF")
-    if overlay_file:
-        _merge(data, _read_toml(Path(overlay_file)), str(overlay_file))
+    """Load the defaults, merge the overlay file and --set overrides, validate all. ``root``:
+    a tree of its own (its ``conf/payline.toml`` the defaults, relative paths relative to it);
+    default: the checkout, or outside one the project directory with the shipped defaults."""
+    where = _defaults_file(root) or DEFAULTS_IN_ZIP
+    try:
+        data = tomllib.loads(defaults_text(root))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"conf: {where} is not valid TOML: {exc}") from None
+    root = root or project_dir()
+    overlay = overlay_file(conf_file)
+    if overlay:
+        _merge(data, _read_toml(overlay), str(overlay))
     for text in overrides:
         section, key, value = parse_override(text)
         _merge(data, {section: {key: value}}, "--set")

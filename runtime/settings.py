@@ -59,7 +59,8 @@ class Paths:
 
     @property
     def raw_dir(self) -> Path:
-        """The raw log (CONTRACT.md §6): the archiver writes it, the batch layer reads it."""
+        """The raw log (docs/contract.md#raw-log): the archiver writes it, the batch layer
+        reads it."""
         return self.data_dir / "raw"
 
 
@@ -72,6 +73,7 @@ class Kafka:
     transaction_max_timeout_ms: int = _int(60_000, 7 * 24 * 3600 * 1000)
     default_partitions: int = _int(1, 1000)
     start_timeout_s: int = _int(1, 3600)
+    connect_timeout_s: int = _int(1, 300)
     jars_dir: Path = _path()
 
     @property
@@ -103,6 +105,7 @@ class Flink:
     state_backend: str = _str(("rocksdb", "hashmap"))
     rocksdb_compression: str = _str(tuple(ROCKSDB_COMPRESSION))
     start_timeout_s: int = _int(1, 3600)
+    connect_timeout_s: int = _int(1, 300)
     jars_dir: Path = _path()
     # the project's own Flink SQL functions (infra/flink-udfs), built by `payline up`
     udf_jar: Path = _path()
@@ -205,6 +208,8 @@ class Batch:
     # `payline schedule`: an interval is reconciled this long after its end (the stream's
     # allowed lateness, its last checkpoint and the archiver's flush fit in it)
     schedule_grace_ms: int = _int(0, None)
+    # the Data Docs keep the validation pages of this many runs, the ones validated last
+    data_docs_keep_runs: int = _int(1, 10_000)
 
 
 @dataclass(frozen=True)
@@ -275,7 +280,7 @@ class Security:
 
 @dataclass(frozen=True)
 class Fraud:
-    # the rules (CONTRACT.md §5 payments.alerts); udfs.fraud.FraudParams
+    # the rules (docs/contract.md#rules); udfs.fraud.FraudParams
     large_amount_cents: int = _int(1, None)
     velocity_count: int = _int(1, None)
     velocity_window_ms: int = _int(1, None)

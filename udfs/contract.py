@@ -1,6 +1,6 @@
-"""The transaction contract (CONTRACT.md §1 and §3 steps 1-3) as one declarative spec and one
-validator. Pure Python: no pyflink, no pyspark. The streaming jobs, the batch recompute and the
-traffic generator's tests all classify records with :func:`validate`.
+"""The transaction contract (docs/contract.md#fields and #validation steps 1-3) as one declarative
+spec and one validator. Pure Python: no pyflink, no pyspark. The streaming jobs, the batch recompute
+and the traffic generator's tests all classify records with :func:`validate`.
 
 ``validate(raw_bytes)`` never raises. It returns a :class:`Valid` with the parsed transaction,
 or an :class:`Invalid` with the error class and a message naming the field and the broken rule.
@@ -69,7 +69,7 @@ _decoder = json.JSONDecoder(parse_int=_parse_int, parse_constant=_reject_constan
 
 @dataclass(frozen=True)
 class Rules:
-    """The configurable limits of §1; defaults are the contract's."""
+    """The configurable limits of docs/contract.md#fields; defaults are the contract's."""
 
     currencies: tuple[str, ...] = tuple(DEFAULT_CURRENCIES)
     max_value_bytes: int = 65536
@@ -91,7 +91,7 @@ _COUNTRY_RE = re.compile(r"[A-Z]{2}")
 
 @dataclass(frozen=True, slots=True)
 class Valid:
-    txn: dict  # the nine §1 fields, extra fields dropped
+    txn: dict  # the nine fields of docs/contract.md#fields, extra fields dropped
 
     ok = True
 
@@ -122,7 +122,7 @@ def _json_type(value: Any) -> str:
 
 
 def _check_value(name: str, value: Any, rules: Rules) -> str | None:
-    """The §1 rule of one well-typed field, or None when it holds."""
+    """The rule (docs/contract.md#fields) of one well-typed field, or None when it holds."""
     if name in ("txn_id", "account_id", "merchant_id"):
         if not _ID_RE.fullmatch(value):
             return f"{name}: must match {ID_PATTERN}"
@@ -153,7 +153,8 @@ def _check_value(name: str, value: Any, rules: Rules) -> str | None:
 
 
 def _parse_object(raw: bytes, rules: Rules) -> dict | Invalid:
-    """§3 step 1: a UTF-8 JSON object within the size limit, or MALFORMED."""
+    """docs/contract.md#validation step 1: a UTF-8 JSON object within the size limit, or
+    MALFORMED."""
     if len(raw) > rules.max_value_bytes:
         return Invalid(MALFORMED, f"value: {len(raw)} bytes, over {rules.max_value_bytes}")
     try:
@@ -172,7 +173,8 @@ def _parse_object(raw: bytes, rules: Rules) -> dict | Invalid:
 
 
 def _check_types(obj: dict, fields: tuple[tuple[str, type], ...]) -> Invalid | None:
-    """§3 step 2, fields in table order: the first missing or mistyped one."""
+    """docs/contract.md#validation step 2, fields in table order: the first missing or mistyped
+    one."""
     for name, typ in fields:
         if name not in obj:
             return Invalid(SCHEMA_VIOLATION, f"{name}: required field missing", name)
@@ -186,7 +188,7 @@ def _check_types(obj: dict, fields: tuple[tuple[str, type], ...]) -> Invalid | N
 
 
 def validate(raw: bytes | None, rules: Rules = DEFAULT_RULES) -> Valid | Invalid:
-    """Classify one raw Kafka record value (§3 steps 1-3). Never raises."""
+    """Classify one raw Kafka record value (docs/contract.md#validation steps 1-3). Never raises."""
     if raw is None:
         return Invalid(MALFORMED, "value: null record value (tombstone)")
     obj = _parse_object(raw, rules)
@@ -208,7 +210,7 @@ def encode_txn(txn: dict) -> bytes:
     return json.dumps({k: txn[k] for k in FIELD_NAMES}, separators=(",", ":")).encode()
 
 
-# --- payments.accounts (CONTRACT.md §2) ---------------------------------------------------------
+# --- payments.accounts (docs/contract.md#account-profiles) ----------------------------------------
 
 RISK_TIERS = ("low", "medium", "high")
 PROFILE_FIELDS: tuple[tuple[str, type], ...] = (
@@ -221,7 +223,7 @@ PROFILE_FIELDS: tuple[tuple[str, type], ...] = (
 
 @dataclass(frozen=True, slots=True)
 class ValidProfile:
-    profile: dict  # the four §2 fields, extra fields dropped
+    profile: dict  # the four fields of docs/contract.md#account-profiles, extra fields dropped
 
     ok = True
 
@@ -235,9 +237,9 @@ class Tombstone:
 
 def validate_profile(raw: bytes | None, key: bytes | None,
                      rules: Rules = DEFAULT_RULES) -> ValidProfile | Tombstone | Invalid:
-    """Classify one ``payments.accounts`` record with the same error classes as §3 steps 1-3.
-    The record key must be the profile's account_id (the topic is compacted by it). Never
-    raises."""
+    """Classify one ``payments.accounts`` record with the same error classes as
+    docs/contract.md#validation steps 1-3. The record key must be the profile's account_id
+    (the topic is compacted by it). Never raises."""
     if raw is None:
         return Tombstone()
     parsed = _parse_object(raw, rules)
@@ -262,7 +264,7 @@ def validate_profile(raw: bytes | None, key: bytes | None,
     return ValidProfile({name: parsed[name] for name, _ in PROFILE_FIELDS})
 
 
-# --- the common valid shape, checked vectorised (§1, §3 steps 1-3) ------------------------------
+# --- the common valid shape, checked vectorised (docs/contract.md#fields, #validation) ------------
 #
 # Nearly every record is a valid transaction in the canonical encoding (:func:`encode_txn`:
 # contract field order, no whitespace, plain ASCII values). One regular expression recognises

@@ -1,8 +1,9 @@
-"""The fraud rules (CONTRACT.md §2 and §5 ``payments.alerts``) as pure state machines: the one
+"""The fraud rules (docs/contract.md#account-profiles and #rules) as pure state machines: the one
 definition that the fraud job runs per account in the stream and the batch layer replays from
 the raw log. No pyflink, no pyspark, no wall clock (the caller passes ``detected_at_ms``).
 
-Input is the accepted, on-time transactions (after §3 and §4: late ones take part in no rule).
+Input is the accepted, on-time transactions (after docs/contract.md#validation and #event-time:
+late ones take part in no rule).
 
 * ``LARGE_AMOUNT`` looks at one transaction alone: :func:`large_amount`, evaluated as soon as a
   transaction is accepted, in any order.
@@ -41,7 +42,7 @@ RULES = (LARGE_AMOUNT, VELOCITY, SMALL_THEN_LARGE, FOREIGN_HIGH_RISK)
 HIGH, MEDIUM = "high", "medium"
 SEVERITY = {LARGE_AMOUNT: HIGH, VELOCITY: MEDIUM, SMALL_THEN_LARGE: HIGH,
             FOREIGN_HIGH_RISK: HIGH}
-# the transaction fields the rules read (of CONTRACT.md §1's)
+# the transaction fields the rules read (of docs/contract.md#fields)
 TXN_FIELDS = ("txn_id", "account_id", "kind", "amount_cents", "currency", "event_time_ms",
               "country")
 ALERT_FIELDS = ("alert_id", "rule", "severity", "account_id", "txn_ids", "event_time_ms",
@@ -74,14 +75,14 @@ class FraudParams:
     def idle_after_ms(self, window_ms: int) -> int:
         """Event time after an account's last transaction from which :func:`expire` leaves its
         rule state empty: an on-time transaction has an event time above watermark -
-        window_ms (§4), beyond every look-back and any silence."""
+        window_ms (docs/contract.md#event-time), beyond every look-back and any silence."""
         return window_ms + max(self.lookback_ms, self.velocity_silence_ms) + 1
 
 
 DEFAULT_PARAMS = FraudParams()
 
 
-# --- profiles (§2) -----------------------------------------------------------------------------
+# --- profiles (docs/contract.md#account-profiles) -------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +92,8 @@ class Profile:
     risk_tier: str
 
 
-NO_PROFILE = Profile(None, None, "low")  # §2: an account with no applicable version
+# docs/contract.md#account-profiles: an account with no applicable version
+NO_PROFILE = Profile(None, None, "low")
 
 
 def applicable_profile(versions: dict[int, Profile] | None, event_time_ms: int) -> Profile:
@@ -115,7 +117,7 @@ def superseded_versions(versions: dict[int, Profile], watermark_ms: int,
     return [v for v in current if v < newest]
 
 
-# --- alerts (§5 payments.alerts) ---------------------------------------------------------------
+# --- alerts (docs/contract.md#rules) --------------------------------------------------------------
 
 
 def alert_id(rule: str, txn_ids) -> str:

@@ -1,6 +1,6 @@
-"""Reconciliation classes (CONTRACT.md §7): how one key's streaming output compares with the
-batch recompute from the raw log. Pure Python, used by the Spark job per key and unit-tested on
-hand-built pairs.
+"""Reconciliation classes (docs/contract.md#reconciliation-classes): how one key's streaming output
+compares with the batch recompute from the raw log. Pure Python, used by the Spark job per key and
+unit-tested on hand-built pairs.
 
 Aggregates, per (account_id, currency, window_start_ms):
 
@@ -9,7 +9,8 @@ Aggregates, per (account_id, currency, window_start_ms):
   ``payments.late-transactions`` for that window equals the batch's (the stream had closed the
   window before they arrived; with no on-time transaction the stream has no aggregate at all);
 * ``ORDER_DEPENDENT``: the window holds a transaction whose txn_id also came on another
-  partition, where "first copy" depends on the interleaving of partitions (§3);
+  partition, where "first copy" depends on the interleaving of partitions
+  (docs/contract.md#deduplication);
 * ``MISSING_IN_STREAM``, ``EXTRA_IN_STREAM``, ``VALUE_MISMATCH``: unexplained (drift) - they
   fail the run.
 
@@ -59,8 +60,9 @@ def with_late(stream: dict | None, late_txns: list[dict], key: tuple[str, str, i
 def classify_aggregate(stream: dict | None, batch: dict | None, late_txns: list[dict],
                        order_dependent: bool, key: tuple[str, str, int],
                        window_ms: int) -> str:
-    """The §7 class of one aggregate key and window. ``stream``/``batch`` are aggregate dicts
-    (AGGREGATE_FIELDS) or None; ``late_txns`` the stream's late transactions of the window."""
+    """The class (docs/contract.md#reconciliation-classes) of one aggregate key and window.
+    ``stream``/``batch`` are aggregate dicts (AGGREGATE_FIELDS) or None; ``late_txns`` the
+    stream's late transactions of the window."""
     if stream is None and batch is None:
         raise ValueError(f"{key}: neither side has an aggregate")
     if _values(stream) == _values(batch):

@@ -1,5 +1,6 @@
-"""Dedup, event-time windows, lateness, aggregates and output records (CONTRACT.md §3 step 4,
-§4, §5): the pure core both the Flink job and the Spark recompute call. No pyflink, no pyspark.
+"""Dedup, event-time windows, lateness, aggregates and output records
+(docs/contract.md#deduplication, #event-time, #outputs): the pure core both the Flink job and
+the Spark recompute call. No pyflink, no pyspark.
 """
 
 from __future__ import annotations
@@ -10,18 +11,20 @@ from dataclasses import dataclass
 
 from udfs.contract import CONFLICTING_DUPLICATE, FIELD_NAMES, INT_FIELDS
 
-# --- dedup (§3 step 4) -------------------------------------------------------------------------
+# --- dedup (docs/contract.md#deduplication) -------------------------------------------------------
 
 ACCEPTED = "ACCEPTED"
 DUPLICATE = "DUPLICATE"
 
 
-FINGERPRINT_SEPARATOR = "|"  # in no §1 field: ids, country and the allow-lists exclude it
+# in no field of docs/contract.md#fields: ids, country and the allow-lists exclude it
+FINGERPRINT_SEPARATOR = "|"
 
 
 def fingerprint(txn: dict) -> str:
-    """What two copies of a txn_id must share to be one transaction: all nine §1 fields.
-    The Flink job computes the same string in SQL (``CONCAT_WS`` of the fields in this order)."""
+    """What two copies of a txn_id must share to be one transaction: all nine fields of
+    docs/contract.md#fields. The Flink job computes the same string in SQL (``CONCAT_WS`` of
+    the fields in this order)."""
     return FINGERPRINT_SEPARATOR.join(str(txn[name]) for name in FIELD_NAMES)
 
 
@@ -79,7 +82,7 @@ def dedup_decision_sql(horizon_ms: int, copies: str, first_event_time_ms: str,
             f" ELSE '{CONFLICTING_DUPLICATE}' END")
 
 
-# --- windows and lateness (§4) -----------------------------------------------------------------
+# --- windows and lateness (docs/contract.md#event-time) -------------------------------------------
 # The reference of udfs.windows, whose SQL texts the Flink jobs and the Spark recompute run; the
 # tests hold those texts to these functions.
 
@@ -102,7 +105,7 @@ def is_late(event_time_ms: int, watermark_ms: int | None, window_ms: int,
     return end - 1 + allowed_lateness_ms <= watermark_ms
 
 
-# --- aggregates (§5 payments.account-aggregates) -----------------------------------------------
+# --- aggregates (docs/contract.md#aggregates) -----------------------------------------------
 # The reference of udfs.windows.AGGREGATE_MEASURES (SQL); reconciliation adds late transactions
 # back with Aggregate.add (udfs.reconcile.with_late).
 
@@ -160,7 +163,7 @@ def aggregate(txns, window_ms: int) -> dict[str, Aggregate]:
     return out
 
 
-# --- output records (§5) -----------------------------------------------------------------------
+# --- output records (docs/contract.md#outputs) ----------------------------------------------------
 
 
 def _dumps(obj: dict) -> str:
@@ -201,7 +204,8 @@ def conflict_dlq_record(txn: dict, raw: bytes, source_topic: str, source_partiti
 
 
 def late_record(txn: dict, watermark_ms: int, window_ms: int) -> str:
-    """The payments.late-transactions value: the §1 fields plus watermark and missed window."""
+    """The payments.late-transactions value: the fields of docs/contract.md#fields plus watermark
+    and missed window."""
     out = {k: txn[k] for k in FIELD_NAMES}
     out["watermark_ms"] = watermark_ms
     out["window_start_ms"] = window_start(txn["event_time_ms"], window_ms)

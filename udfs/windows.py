@@ -1,6 +1,6 @@
-"""Event-time windows, lateness and the window aggregate (CONTRACT.md §4, §5) as SQL text: the
-one definition that the Flink jobs (jobs/streaming/transactions.py, txn_sql.py) and the Spark
-recompute (jobs/batch/recompute.py) run. Pure text: no pyflink, no pyspark.
+"""Event-time windows, lateness and the window aggregate (docs/contract.md#event-time, #aggregates)
+as SQL text: the one definition that the Flink jobs (jobs/streaming/transactions.py, txn_sql.py) and
+the Spark recompute (jobs/batch/recompute.py) run. Pure text: no pyflink, no pyspark.
 
 The Python reference for each is in :mod:`udfs.semantics` (:func:`~udfs.semantics.window_start`,
 :func:`~udfs.semantics.is_late`, :func:`~udfs.semantics.aggregate`), written independently;
@@ -28,7 +28,7 @@ def _same(epoch_ms_sql: str) -> str:
     return epoch_ms_sql
 
 
-# --- windows (§4) ----------------------------------------------------------------------------
+# --- windows (docs/contract.md#event-time) --------------------------------------------------------
 
 
 def window_start_sql(column: str, window_ms: int) -> str:
@@ -44,7 +44,7 @@ def window_end_sql(window_start: str, window_ms: int) -> str:
     return f"{window_start} + {window_ms}"
 
 
-# --- lateness (§4) ---------------------------------------------------------------------------
+# --- lateness (docs/contract.md#event-time) -------------------------------------------------------
 
 
 def late_from_sql(column: str, window_ms: int, allowed_lateness_ms: int = 0,
@@ -67,7 +67,7 @@ def is_late_sql(column: str, watermark: str, window_ms: int, allowed_lateness_ms
             f"{late_from_sql(column, window_ms, allowed_lateness_ms, to_time)} <= {watermark}")
 
 
-# --- the aggregate (§5 payments.account-aggregates) ------------------------------------------
+# --- the aggregate (docs/contract.md#aggregates) ------------------------------------------
 
 PURCHASE, REFUND = KINDS
 

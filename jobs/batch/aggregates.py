@@ -1,6 +1,6 @@
 """The aggregates of a reconciliation: each key and window's aggregate on the batch side
 (jobs/batch/recompute.py) paired with the stream's, and classified (``udfs.reconcile``,
-CONTRACT.md §7)."""
+docs/contract.md#reconciliation-classes)."""
 
 from __future__ import annotations
 

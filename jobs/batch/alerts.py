@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 from pyspark.sql import functions as F
 
 from jobs.batch.recompute import between, read_raw, window_start_of
+from runtime import times
 from runtime.settings import contract_rules
 from udfs import contract, fraud, reconcile, semantics
 
@@ -259,7 +260,7 @@ def previous_velocity_alerts(cfg, start_ms: int, accounts: list[str]) -> list[di
     """The VELOCITY alerts of ``accounts`` as the run of the interval that ended at
     ``start_ms`` classed them (none when that run left no results)."""
     root = cfg.paths.data_dir / "reconciliation"
-    paths = [p / "alerts.parquet" for p in root.glob(f"interval=*_{start_ms}")
+    paths = [p / "alerts.parquet" for p in root.glob(f"interval=*_{times.iso_for_path(start_ms)}")
              if (p / "alerts.parquet").is_file()]
     if not paths:
         return []

@@ -33,6 +33,8 @@ import json
 import math
 from pathlib import Path
 
+from runtime import times
+
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9, 0.99)
 MIN_SHARE = 1e-4
 
@@ -111,7 +113,7 @@ def metrics_history(cfg) -> list[dict]:
     """Every run's metrics in the history, by interval start: {start_ms, end_ms, metrics}."""
     out = []
     for f in history_dir(cfg).glob("interval=*.json"):
-        start, end = (int(x) for x in f.stem.split("=", 1)[1].split("_"))
+        start, end = (times.from_path(x) for x in f.stem.split("=", 1)[1].split("_"))
         out.append({"start_ms": start, "end_ms": end, "metrics": json.loads(f.read_text())})
     return sorted(out, key=lambda h: h["start_ms"])
 
@@ -122,6 +124,6 @@ def check_drift(cfg, start_ms: int, end_ms: int, metrics: dict) -> dict:
     earlier = [h["metrics"] for h in metrics_history(cfg) if h["start_ms"] < start_ms]
     result = compare(metrics, earlier, cfg.drift)
     history_dir(cfg).mkdir(parents=True, exist_ok=True)
-    (history_dir(cfg) / f"interval={start_ms}_{end_ms}.json").write_text(
+    (history_dir(cfg) / f"interval={times.interval_for_path(start_ms, end_ms)}.json").write_text(
         json.dumps(metrics, sort_keys=True) + "\n")
     return result

@@ -1,7 +1,7 @@
-"""The batch side of a reconciliation: the raw log of ``payments.transactions`` (§6) read from the
-lake, validated (``udfs.contract``), deduplicated (``udfs.semantics.dedup_decision_sql``) and
-aggregated per account, currency and window (``udfs.windows``: the same SQL texts the Flink job
-runs), as Spark DataFrames.
+"""The batch side of a reconciliation: the raw log (docs/contract.md#raw-log) of
+``payments.transactions`` read from the lake, validated (``udfs.contract``), deduplicated
+(``udfs.semantics.dedup_decision_sql``) and aggregated per account, currency and window
+(``udfs.windows``: the same SQL texts the Flink job runs), as Spark DataFrames.
 
 :func:`read_raw` reads the lake; :func:`recompute` is the transform from the raw records to the
 frames, the lake read left to the caller (jobs/batch/reconcile.py).
@@ -64,7 +64,7 @@ def window_start_of(column: str, window_ms: int):
     return F.expr(windows.window_start_sql(column, window_ms))
 
 
-# --- validation and dedup (§3) -------------------------------------------------------------------
+# --- validation and dedup (docs/contract.md#validation) -------------------------------------------
 
 
 def validate_batches(rules):
@@ -96,8 +96,8 @@ def dedup(checked, horizon_ms: int):
     offset) within a txn_id. ``outcome``: the decision, or an invalid row's error class
     (invalid rows take no part: their txn_id is null). ``cross_partition``: a valid row whose
     txn_id's copies came on more than one partition, so which copy is first depends on how the
-    stream interleaved the partitions (§3). One pass over valid and invalid rows alike, so the
-    validation is read once."""
+    stream interleaved the partitions (docs/contract.md#deduplication). One pass over valid and
+    invalid rows alike, so the validation is read once."""
     valid = F.col("error_class").isNull()
     # the invalid rows make one group (null txn_id), which the window spills if it is large;
     # spreading them by a second partition expression made the 10 M run 20 s slower, but
@@ -119,7 +119,7 @@ def dedup(checked, horizon_ms: int):
             .drop("copies", *(f"first_{n}" for n in contract.FIELD_NAMES)))
 
 
-# --- the window aggregate (§5) -------------------------------------------------------------------
+# --- the window aggregate (docs/contract.md#aggregates) -------------------------------------------
 
 
 def window_aggregates(accepted, window_ms: int):

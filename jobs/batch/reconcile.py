@@ -1,11 +1,11 @@
 """Reconciliation: recompute an event-time interval from the raw log with the shared core and
-compare it with what the streaming layer committed (CONTRACT.md §3-§7).
+compare it with what the streaming layer committed (docs/contract.md).
 
 For the windows whose start lies in [--start, --end):
 
-1. reads the raw log (§6) of ``payments.transactions`` and ``payments.accounts``, by arrival
-   hour from ``start - batch.lookback_ms`` (earlier copies of a txn_id: the dedup horizon) to
-   ``end + batch.lookahead_ms`` (late arrivals);
+1. reads the raw log (docs/contract.md#raw-log) of ``payments.transactions`` and
+   ``payments.accounts``, by arrival hour from ``start - batch.lookback_ms`` (earlier copies of
+   a txn_id: the dedup horizon) to ``end + batch.lookahead_ms`` (late arrivals);
 2. recomputes with ``udfs/``: validation and error classes (``udfs.contract.validate``, over
    Arrow batches with ``udfs.contract.validate_arrow``), dedup in
    (partition, offset) order (``udfs.semantics.dedup_decision``, as its SQL
@@ -19,9 +19,10 @@ For the windows whose start lies in [--start, --end):
    every error class (``udfs.reconcile``), and checks the accounting identity
    raw records = accepted + duplicates + DLQ;
 5. writes Parquet under ``<data_dir>/reconciliation/interval=<start>_<end>/`` (replaced when
-   the same interval runs again) and ``summary.json``, runs the Great Expectations suites
-   (Data Docs) and the drift checks, writes the analyst report
-   ``<reports_dir>/<run>/index.html`` (jobs/batch/report.py); exits 1 when anything is
+   the same interval runs again), ``mismatches.csv`` and ``summary.json``, runs the Great
+   Expectations suites (Data Docs) and the drift checks, writes the analyst report
+   ``<reports_dir>/<start>_<end>/index.html`` (ISO times, jobs/batch/report.py); exits 1 when
+   anything is
    unexplained.
 
 The steps live in jobs/batch/: ``recompute.py`` (1-2: the lake, validation, dedup, the window
@@ -61,7 +62,7 @@ if (ROOT / "udfs").is_dir() and str(ROOT) not in sys.path:
 
 from pyspark.sql import functions as F  # noqa: E402
 
-from jobs.batch import aggregates, alerts, drift, quality  # noqa: E402
+from jobs.batch import aggregates, alerts, drift, formats, mismatches, quality  # noqa: E402
 from jobs.batch import recompute as batch_side  # noqa: E402
 from jobs.batch import report as analyst_report  # noqa: E402
 
@@ -71,7 +72,9 @@ from jobs.batch.alerts import groups_across_batches  # noqa: E402,F401
 from jobs.batch.recompute import between, dedup, read_raw, validated  # noqa: E402,F401
 from jobs.batch.spark import BATCH_JAVA_OPTIONS, spark_session  # noqa: E402,F401
 from runtime import config as config_mod  # noqa: E402
+from runtime import progress, times  # noqa: E402
 from runtime.errors import UsageError  # noqa: E402
+from runtime.times import interval  # noqa: E402
 from udfs import contract, fraud, reconcile, semantics  # noqa: E402
 
 # --- arguments ------------------------------------------------------------------------------------
@@ -248,6 +251,10 @@ def quality_frames(spark, accepted, batch_aggs, rates: dict, window_ms: int) -> 
     }
 
 
+# the phases a run shows on a terminal (runtime.progress)
+STEPS = 7
+
+
 def build(spark, cfg, start_ms: int, end_ms: int) -> dict:
     """DataFrames of the reconciliation (aggregates, alerts, dlq) and the summary dict."""
     w = cfg.event_time.window_ms
@@ -255,15 +262,19 @@ def build(spark, cfg, start_ms: int, end_ms: int) -> dict:
     # the run of the previous interval left, or, with none, replay the look-back before start
     states_in = alerts.read_rule_state(cfg, start_ms)
     replay_from = start_ms if states_in is not None else start_ms - cfg.batch.lookback_ms
+    progress.step(1, STEPS, "recomputing from the raw log")
     batch = recompute(spark, cfg, start_ms, end_ms, replay_from)
     stream = stream_side(spark, cfg, start_ms, end_ms)
+    progress.step(2, STEPS, "classifying the window aggregates")
 
     pairs = aggregates.classified_pairs(batch["batch_aggs"], batch["deduped"],
                                         stream["aggregates"], stream["late"], w)
+    progress.step(3, STEPS, "replaying the fraud rules")
     replayed, states_out = alerts.replay(spark, cfg, batch["wide"], stream["late_all"],
                                          stream["alerts"], states_in, start_ms, end_ms)
     alerts_df = alerts.classify(spark, cfg, replayed, stream["alerts"], batch["wide"],
                                 stream["late_all"], start_ms, end_ms)
+    progress.step(4, STEPS, "counting the DLQ, checking the accounting")
     dlq_rows, batch_counts, outcomes = dlq_counts(cfg, batch["deduped"], batch["invalid"],
                                                   stream["dlq"])
 
@@ -283,7 +294,8 @@ def build(spark, cfg, start_ms: int, end_ms: int) -> dict:
 
 def write(results: dict, out_dir: Path) -> None:
     """Replace the interval's result folder as a whole: one Parquet file per table with a
-    fixed name, rows sorted, so a re-run of the interval gives the same files."""
+    fixed name, rows sorted, ``mismatches.csv`` (jobs/batch/mismatches.py) and
+    ``summary.json``, so a re-run of the interval gives the same files."""
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -295,6 +307,8 @@ def write(results: dict, out_dir: Path) -> None:
         (part,) = spark_dir.glob("part-*.parquet")
         part.rename(tmp / f"{name}.parquet")
         shutil.rmtree(spark_dir)
+    mismatches.write_csv(mismatches.frame(results["aggregates"], results["alerts"],
+                                          results["dlq"]), tmp / "mismatches.csv")
     (tmp / "summary.json").write_text(json.dumps(results["summary"], indent=2,
                                                  sort_keys=True) + "\n")
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -312,17 +326,22 @@ def run(cfg, start_ms: int, end_ms: int, spark, timings: dict | None = None) -> 
     results = build(spark, cfg, start_ms, end_ms)
     t1 = time.perf_counter()
     # data quality is reported (summary, Data Docs), it does not decide the exit code
-    results["summary"]["quality"] = quality.validate(cfg, results["quality_frames"])
+    progress.step(5, STEPS, "the data-quality suites and the drift checks")
+    results["summary"]["quality"], results["data_docs_pages"] = quality.validate(
+        cfg, results["quality_frames"], formats.run_name(start_ms, end_ms))
     results["summary"]["data_docs"] = str(quality.docs_index(cfg))
     checks = drift.check_drift(cfg, start_ms, end_ms, results["summary"]["metrics"])
     results["summary"]["drift"] = checks
     results["summary"]["drift_flags"] = sorted(k for k, v in checks.items() if v["drifted"])
     t2 = time.perf_counter()
-    out_dir = cfg.paths.data_dir / "reconciliation" / f"interval={start_ms}_{end_ms}"
+    progress.step(6, STEPS, "writing the results")
+    out_dir = (cfg.paths.data_dir / "reconciliation"
+               / f"interval={times.interval_for_path(start_ms, end_ms)}")
     write(results, out_dir)
     alerts.write_rule_state(cfg, end_ms, results["rule_state"])
     results["out_dir"] = out_dir
     t3 = time.perf_counter()
+    progress.step(7, STEPS, "writing the analyst report")
     results["report"] = analyst_report.write(spark, cfg, results)
     timings.update(reconcile=(t1 - t0) + (t3 - t2), quality=t2 - t1,
                    report=time.perf_counter() - t3)
@@ -359,7 +378,7 @@ def report(results: dict) -> None:
     s = results["summary"]
     start_ms, end_ms = s["interval"]["start_ms"], s["interval"]["end_ms"]
     failed = quality.failing(s)
-    print(f"reconciled [{start_ms}, {end_ms}): aggregates {s['aggregates']}, alerts "
+    print(f"reconciled {interval(start_ms, end_ms)}: aggregates {s['aggregates']}, alerts "
           f"{s['alerts']}, accounting {'holds' if s['accounting']['holds'] else 'BROKEN'}; "
           f"unexplained {s['unexplained']}; results {results['out_dir']}")
     print(f"data quality: {'suites failing: ' + ', '.join(failed) if failed else 'all suites pass'}"

@@ -4,7 +4,7 @@ timers, alerts at low latency.
 Reads ``payments.transactions`` and the compacted ``payments.accounts``; writes
 ``payments.alerts`` (at-least-once, each alert sent at once; ``alert_id`` is deterministic, so
 consumers drop redelivered copies by it) and, exactly once, bad ``payments.accounts`` records to
-``payments.dlq``. Semantics: ``udfs.fraud`` (CONTRACT.md §2, §5).
+``payments.dlq``. Semantics: ``udfs.fraud`` (docs/contract.md#account-profiles, #rules).
 
 Why it reads the raw topic and not the transactions job's output: the only accepted stream
 would be an exactly-once topic, visible to ``read_committed`` readers one checkpoint (5 s)

@@ -9,10 +9,10 @@ checkpoints):
   passed the end of their window, with ``watermark_ms`` and ``window_start_ms``;
 * ``payments.account-aggregates``: one record per (account_id, currency, 60 s window).
 
-Shape (CONTRACT.md §3-§5; semantics from ``udfs/``). Python validates the records in Arrow
-batches, in a Python worker process beside the task (a vectorised UDF; outputs are committed at
-checkpoints, so a batch's wait costs no visible latency), and sees the outputs once more to count
-them (thread mode); everything else is Flink SQL on the JVM:
+Shape (docs/contract.md#validation to #outputs; semantics from ``udfs/``). Python validates the
+records in Arrow batches, in a Python worker process beside the task (a vectorised UDF; outputs are
+committed at checkpoints, so a batch's wait costs no visible latency), and sees the outputs once
+more to count them (thread mode); everything else is Flink SQL on the JVM:
 
     Kafka source (per-partition watermarks, idleness)
       -> validate_txn (vectorised Python UDF = udfs.contract.validate_arrow, i.e. validate)
@@ -28,8 +28,9 @@ them (thread mode); everything else is Flink SQL on the JVM:
 
 Dedup state is one row per txn_id (the first copy's fingerprint and event time, the count of
 copies), cleared by an event-time timer when the watermark passes the first copy's event time
-plus the dedup horizon (``contract.dedup_horizon_ms``, CONTRACT.md §3). The function comes from
-``flink.udf_jar``, which ``payline up`` builds; the job adds it to ``pipeline.jars`` itself.
+plus the dedup horizon (``contract.dedup_horizon_ms``, docs/contract.md#deduplication). The
+function comes from ``flink.udf_jar``, which ``payline up`` builds; the job adds it to
+``pipeline.jars`` itself.
 
 Submit (``payline submit transactions`` wraps this):
 

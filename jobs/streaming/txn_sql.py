@@ -287,9 +287,10 @@ def create_routed_view(t_env, source: str, cfg, vectorised: bool = False) -> str
     # first one's fingerprint and event time, kept by the process table function
     # dev.payline.flink.DedupFirstCopy (infra/flink-udfs, Java) and cleared by its event-time
     # timer once the watermark passes the first copy's event time plus the dedup horizon
-    # (CONTRACT.md §3: the horizon is event time). Invalid records are keyed by their source
-    # partition ('#' is in no txn_id) and touch no state. The function passes every column
-    # through (`rowtime` stays the event-time attribute) except `proctime`, which is taken anew.
+    # (docs/contract.md#deduplication: the horizon is event time). Invalid records are keyed by
+    # their source partition ('#' is in no txn_id) and touch no state. The function passes every
+    # column through (`rowtime` stays the event-time attribute) except `proctime`, which is taken
+    # anew.
     register_dedup_function(t_env)
     fingerprint = semantics.fingerprint_sql()
     t_env.execute_sql(f"""

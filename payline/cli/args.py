@@ -1,13 +1,15 @@
-"""What every command's parser shares: one-line argument errors, the argument types, and the
-``--conf``/``--set`` of this call handed on to a process started on its behalf."""
+"""What every command's parser shares: one-line argument errors, a description and examples
+in every ``--help``, ``--conf``/``--set``/``--json`` accepted after the subcommand too, the
+argument types, and the ``--conf``/``--set`` of this call handed on to a process started on its
+behalf."""
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import json
 
 from payline.generator.plan import Spike
-from runtime.config import ConfigError, parse_address
+from runtime.config import ConfigError, overlay_file, parse_address
 from runtime.errors import UsageError
 
 
@@ -16,6 +18,46 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str):  # noqa: D401
         raise UsageError(f"{self.prog}: {message}")
+
+
+def command(sub, name: str, summary: str, description: str, examples: list[str],
+            json_output: bool = False) -> Parser:
+    """A subcommand with its one-line summary (in ``payline --help``), a description and
+    examples (in ``payline NAME --help``), and the configuration options, which are accepted
+    after the subcommand as well as before it. ``json_output``: the command takes ``--json``
+    (its result as one JSON document on stdout, for scripts)."""
+    p = sub.add_parser(name, help=summary, description=description,
+                       epilog="examples:\n" + "\n".join(f"  {e}" for e in examples),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    # other dests than the top level's: a subparser's defaults would overwrite its values
+    p.add_argument("--conf", dest="sub_conf", metavar="FILE", default=None,
+                   help="a TOML overlay merged over the defaults (also before the command)")
+    p.add_argument("--set", dest="sub_set", metavar="SECTION.KEY=VALUE", action="append",
+                   default=[], help="override one configuration value (repeatable; also "
+                                    "before the command)")
+    if json_output:
+        p.add_argument("--json", action="store_true",
+                       help="print the result as one JSON document (for scripts)")
+    return p
+
+
+def merge_config_options(args: argparse.Namespace) -> None:
+    """``--conf``/``--set`` given after the subcommand join those given before it: one
+    overlay file at most, the overrides in the order given."""
+    if args.sub_conf is not None:
+        if args.conf is not None and args.conf != args.sub_conf:
+            raise UsageError(f"payline {args.command}: --conf given twice "
+                             f"({args.conf}, {args.sub_conf})")
+        args.conf = args.sub_conf
+    args.set = [*args.set, *args.sub_set]
+
+
+def emit(args: argparse.Namespace, result: dict | list, line: str) -> None:
+    """The command's result: one JSON document with ``--json``, else its line for a person."""
+    if getattr(args, "json", False):
+        print(json.dumps(result, indent=2, sort_keys=True, default=str))
+    else:
+        print(line)
 
 
 def positive_int(text: str) -> int:
@@ -70,8 +112,11 @@ def add_remote(parser: argparse.ArgumentParser) -> None:
 
 def passed_on(args: argparse.Namespace) -> list[str]:
     """The --conf/--set of this call, for a process started on its behalf (a job, the
-    archiver): it reads the same configuration."""
-    out = ["--conf", str(Path(args.conf).resolve())] if args.conf else []
+    archiver): it reads the same configuration. The overlay goes by name whichever way this
+    call found it (--conf, $PAYLINE_CONF, ./payline.toml): a release's client runs in its own
+    tree, where ./payline.toml is not this project's."""
+    overlay = overlay_file(args.conf)
+    out = ["--conf", str(overlay.resolve())] if overlay else []
     for item in args.set:
         out += ["--set", item]
     return out

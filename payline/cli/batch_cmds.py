@@ -2,29 +2,52 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from jobs.batch import reconcile
 from payline import schedule
-from payline.cli.args import passed_on
+from payline.cli.args import command
 from payline.errors import ScheduleError
 from payline.release import bundle
+from runtime import progress
 from runtime.errors import UsageError
 from runtime.settings import Config
+from runtime.times import interval
 
 
 def register(sub) -> None:
-    rc = sub.add_parser("reconcile", help="recompute an interval from the raw log (Spark) and "
-                                          "reconcile it with the stream's outputs")
-    rc.add_argument("--start", required=True, help="first window start: ISO 8601 or epoch ms")
-    rc.add_argument("--end", required=True, help="end of the interval (exclusive)")
+    rc = command(sub, "reconcile", "recompute an interval from the raw log (Spark) and "
+                                   "reconcile it with the stream",
+                 "Recompute the interval's window aggregates and alerts from the raw log, "
+                 "classify every\ndifference with the stream's committed outputs, run the "
+                 "data-quality suites and the drift\nchecks, and write the results and the "
+                 "analyst report. Exit 1 when a difference is\nunexplained or the accounting "
+                 "identity does not hold.",
+                 ["payline reconcile --start 2026-12-01T10:00:00Z --end 2026-12-01T11:00:00Z",
+                  "payline reconcile --start 2026-12-01T10:00Z --end 2026-12-01T10:05Z --json",
+                  "payline reconcile --start 1796170200000 --end 1796170500000 "
+                  "--master spark://127.0.0.1:7077"], json_output=True)
+    rc.add_argument("--start", required=True,
+                    help="the first window's start: ISO 8601 (UTC unless an offset is given) "
+                         "or epoch ms")
+    rc.add_argument("--end", required=True, help="the end of the interval (exclusive)")
     rc.add_argument("--master", default=None, help="Spark master (default local[*])")
     rc.set_defaults(run=cmd_reconcile)
-    pk = sub.add_parser("package-batch", help="zip the batch code for spark-submit --py-files")
+    pk = command(sub, "package-batch", "zip the batch code for spark-submit --py-files",
+                 "Zip udfs, runtime and jobs with the defaults, for `spark-submit --py-files` "
+                 "on a cluster.",
+                 ["payline package-batch", "payline package-batch --out /tmp/batch.zip"])
     pk.add_argument("--out", default="dist/payline-batch.zip",
                     help="zip to write (default dist/payline-batch.zip)")
     pk.set_defaults(run=cmd_package_batch)
-    sc = sub.add_parser("schedule", help="reconcile each closed interval once, catching up")
+    sc = command(sub, "schedule", "reconcile each closed interval once, catching up",
+                 "Reconcile every interval of --every that has closed (plus "
+                 "batch.schedule_grace_ms) and\nwas not reconciled yet, oldest first; then "
+                 "wait for the next one (or exit with --once).\nOne scheduler at a time "
+                 "(a lock file).",
+                 ["payline schedule", "payline schedule --every 15m",
+                  "payline schedule --once   # from cron"])
     sc.add_argument("--every", default="5m", help="interval length, e.g. 5m (default)")
     sc.add_argument("--once", action="store_true",
                     help="run what is due, then exit (for cron)")
@@ -32,11 +55,22 @@ def register(sub) -> None:
 
 
 def cmd_reconcile(cfg: Config, args) -> int:
-    """The batch job's own main, in this process (Spark in local mode unless --master)."""
-    argv = ["--start", args.start, "--end", args.end, *passed_on(args)]
-    if args.master:
-        argv += ["--master", args.master]
-    return reconcile.main(argv)
+    """The batch job in this process (Spark in local mode unless --master)."""
+    start_ms, end_ms = reconcile.interval_of(args, cfg)
+    progress.phase(f"reconcile {interval(start_ms, end_ms)}: starting Spark")
+    spark = reconcile.spark_session(args.master)
+    try:
+        results = reconcile.run(cfg, start_ms, end_ms, spark)
+    finally:
+        spark.stop()
+    progress.clear()
+    if args.json:
+        print(json.dumps({**results["summary"], "results": str(results["out_dir"]),
+                          "report": str(results["report"])}, indent=2, sort_keys=True,
+                         default=str))
+    else:
+        reconcile.report(results)
+    return reconcile.exit_code(results["summary"])
 
 
 def cmd_package_batch(cfg: Config, args) -> int:

@@ -11,7 +11,7 @@ from collections import Counter
 from jobs.archiver import read_lake
 from jobs.batch import reconcile
 from payline import kafka_admin, status
-from payline.cli.args import passed_on, positive_int
+from payline.cli.args import command, passed_on, positive_int
 from payline.cli.job_cmds import submit
 from payline.flink.rest import FlinkRest
 from payline.generator.options import generator_options
@@ -21,15 +21,22 @@ from payline.local import archiver_proc, stack
 from runtime import kafka_clients
 from runtime.registry import STREAMING_JOBS
 from runtime.settings import Config
+from runtime.times import interval
 
 DEMO_EVENT_TIME_S = 360
 
 
 def register(sub) -> None:
-    d = sub.add_parser("demo", help="run the main job end to end on the local stack")
+    d = command(sub, "demo", "run the main job end to end on the local stack (~3 min)",
+                "Start the stack and the archiver, send traffic (with duplicates, late and bad "
+                "records),\nrun both streaming jobs, show their committed outputs and the "
+                "raw log, and reconcile the\nclosed windows. Exit 1 when a difference is "
+                "unexplained. The stack stays up.",
+                ["payline demo", "payline demo --count 50000 --seed 7"])
     d.add_argument("--count", type=positive_int, default=20000,
                    help="transactions to generate (default 20000)")
-    d.add_argument("--seed", type=positive_int, default=None)
+    d.add_argument("--seed", type=positive_int, default=None,
+                   help="the generator's seed (default generator.seed)")
     d.set_defaults(run=cmd_demo)
 
 
@@ -99,5 +106,5 @@ def demo_reconcile(cfg: Config, args, opts: Options) -> int:
             print("demo: the archiver has not caught up with the outputs; reconciling anyway")
             break
         time.sleep(2)
-    print(f"reconciling windows [{start}, {end}) from the raw log (Spark) ...")
+    print(f"reconciling windows {interval(start, end)} from the raw log (Spark) ...")
     return reconcile.main(["--start", str(start), "--end", str(end), *passed_on(args)])

@@ -14,6 +14,7 @@ from pathlib import Path
 # the wheel's distribution is found through its package, imported only when a path is asked
 import pyflink
 
+from payline.assets import asset
 from payline.jdk import java_bin
 from payline.templates import render
 from runtime.settings import Config
@@ -93,7 +94,7 @@ def render_flink_conf(cfg: Config) -> FlinkPaths:
             shutil.copyfile(src, fp.conf / name)
     (cfg.paths.checkpoints_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     (cfg.paths.checkpoints_dir / "savepoints").mkdir(parents=True, exist_ok=True)
-    render(cfg.root / "conf" / "flink" / "config.yaml", fp.conf / "config.yaml", {
+    render(asset("conf/flink/config.yaml"), fp.conf / "config.yaml", {
         "pid_dir": fp.pids, "log_dir": fp.logs, "tmp_dir": fp.tmp.resolve(), "host": fc.host,
         "jobmanager_rpc_port": fc.jobmanager_rpc_port, "rest_port": fc.rest_port,
         "jobmanager_memory_mb": fc.jobmanager_memory_mb,

@@ -29,10 +29,11 @@ class FlinkRest:
         self.timeout_s = timeout_s
 
     @classmethod
-    def of(cls, cfg: Config, timeout_s: float = 10.0) -> FlinkRest:
+    def of(cls, cfg: Config, timeout_s: float | None = None) -> FlinkRest:
         """The client of the cluster this configuration points at (``flink.jobmanager`` or the
-        local one)."""
-        return cls(cfg.flink.rest_url, timeout_s)
+        local one); each request waits at most ``timeout_s`` (default
+        ``flink.connect_timeout_s``)."""
+        return cls(cfg.flink.rest_url, timeout_s or cfg.flink.connect_timeout_s)
 
     def call(self, path: str, method: str = "GET", body: dict | None = None,
              timeout_s: float | None = None):
@@ -47,8 +48,10 @@ class FlinkRest:
                              f"{exc.read()[:300]!r}") from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise FlinkUnreachable(f"flink: no REST API at {self.url} ({reason}); is the "
-                                   f"cluster up?") from None
+            raise FlinkUnreachable(
+                f"flink: no JobManager answers at {self.url} within "
+                f"{timeout_s or self.timeout_s:.0f} s ({reason}); start the local cluster with "
+                f"`payline up`, or check --jobmanager / flink.jobmanager") from None
         try:
             return json.loads(raw) if raw else {}
         except ValueError:

@@ -4,9 +4,10 @@ can, every record acknowledged or the run fails, optionally a manifest of where 
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from confluent_kafka import Producer
 
@@ -63,7 +64,29 @@ class SendReport:
         return "\n".join(lines)
 
 
-def producer(bootstrap, **overrides):
+# librdkafka's own log lines (a refused connection is logged on every retry: hundreds a minute)
+# go here and nowhere; what matters reaches the operator as one line through BrokerErrors
+_LIBRDKAFKA_LOG = logging.getLogger("payline.generator.librdkafka")
+_LIBRDKAFKA_LOG.addHandler(logging.NullHandler())
+_LIBRDKAFKA_LOG.propagate = False
+
+
+@dataclass
+class BrokerErrors:
+    """The producer's client-level errors (librdkafka's error_cb): kept, not printed, so that
+    a failed run can name the last one."""
+
+    seen: list = field(default_factory=list)
+
+    def record(self, err) -> None:
+        self.seen.append(err.str() if hasattr(err, "str") else str(err))
+
+    @property
+    def last(self) -> str | None:
+        return self.seen[-1] if self.seen else None
+
+
+def producer(bootstrap, errors: BrokerErrors | None = None, **overrides):
     """librdkafka producer: idempotent, acks=all, batched; ~240k small records/s here.
     ``bootstrap``: a broker address, or the settings of runtime.kafka_clients.librdkafka_config
     (address and, in secure mode, TLS and the generator's SCRAM login)."""
@@ -80,9 +103,16 @@ def producer(bootstrap, **overrides):
         # librdkafka logs retried start-up conditions (e.g. "coordinator load in progress") as
         # warnings; delivery failures still surface through the delivery callbacks.
         "log_level": 3,
+        "logger": _LIBRDKAFKA_LOG,
     }
+    if errors is not None:
+        settings["error_cb"] = errors.record
     settings.update(overrides)
     return Producer(settings)
+
+
+# how long the records still queued at the end may take to be acknowledged
+FLUSH_TIMEOUT_S = 120
 
 
 def _produce(prod, rec: Record, on_delivery) -> None:
@@ -105,7 +135,9 @@ def send(bootstrap, opts: Options, *, max_speed: bool = False,
     the ground truth for tests. Raises SendError when any record was not acknowledged.
     """
     stream = stream or sys.stderr
-    prod = producer(bootstrap)
+    broker_errors = BrokerErrors()
+    prod = producer(bootstrap, broker_errors)
+    where = bootstrap["bootstrap.servers"] if isinstance(bootstrap, dict) else bootstrap
     counts: dict[str, int] = {}
     failures: list[str] = []
     entries: list[dict] = []
@@ -145,13 +177,15 @@ def send(bootstrap, opts: Options, *, max_speed: bool = False,
         if sent % 5000 == 0:
             prod.poll(0)
             progress.update(sent, time.monotonic() - started)
-    left = prod.flush(120)
+    left = prod.flush(FLUSH_TIMEOUT_S)
     elapsed = time.monotonic() - started
     progress.update(sent, elapsed, force=True)
     progress.close()
     if left or failures:
-        raise SendError(f"generate: {left} records unsent and {len(failures)} failed "
-                        f"({'; '.join(failures[:3])})")
+        why = "; ".join(failures[:3]) or broker_errors.last or "no error reported"
+        raise SendError(f"generate: {left + len(failures)} of {sent} records were not "
+                        f"acknowledged by the broker at {where} ({left} still queued after "
+                        f"{FLUSH_TIMEOUT_S} s, {len(failures)} refused; last error: {why})")
     if manifest:
         entries.sort(key=lambda e: e["seq"])
         with open(manifest, "w") as out:

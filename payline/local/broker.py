@@ -13,13 +13,14 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from payline.assets import asset
 from payline.errors import StackError
 from payline.jdk import java_bin
 from payline.kafka_admin import kafka_ready
 from payline.local import certs
 from payline.local.procs import ours, port_open, read_pid, stop_part, tail, wait_until
 from payline.templates import render
-from runtime import kafka_clients
+from runtime import kafka_clients, progress
 from runtime.settings import Config
 
 
@@ -70,8 +71,11 @@ def storage_format_args(cluster_id: str, properties) -> list[str]:
 def kafka_up(cfg: Config, log=print) -> None:
     kc, kp = cfg.kafka, kafka_paths(cfg)
     secure = kafka_clients.active(cfg)
+    progress.phase("kafka: starting the broker")
+    answer = f"the broker at {kafka_clients.bootstrap(cfg)} to answer"
     if kafka_pids(cfg):
-        if wait_until(lambda: kafka_ready(cfg), kc.start_timeout_s, lambda: kafka_pids(cfg)):
+        if wait_until(lambda: kafka_ready(cfg), kc.start_timeout_s, lambda: kafka_pids(cfg),
+                      answer):
             log(f"kafka: already running at {kafka_clients.bootstrap(cfg)}")
             return
         raise StackError(f"kafka: running (pid {kafka_pids(cfg)}) but not answering; "
@@ -82,20 +86,20 @@ def kafka_up(cfg: Config, log=print) -> None:
             raise StackError(f"kafka: port {port} ({key}) is already in use by another process; "
                              f"stop it or set {key}")
     kp.logs.mkdir(parents=True, exist_ok=True)
-    render(cfg.root / "conf" / "kafka" / "server.properties", kp.properties, {
+    render(asset("conf/kafka/server.properties"), kp.properties, {
         "host": kc.host, "port": kc.port, "controller_port": kc.controller_port,
         "data_dir": kp.data, "default_partitions": kc.default_partitions,
         "transaction_max_timeout_ms": kc.transaction_max_timeout_ms,
     })
     if secure:  # TLS + SASL/SCRAM listener, mutual-TLS controller, StandardAuthorizer
         overlay = string.Template(
-            (cfg.root / "conf" / "kafka" / "server-secure.properties").read_text()
+            asset("conf/kafka/server-secure.properties").read_text()
         ).substitute({k: str(v) for k, v in certs.broker_values(cfg).items()})
         kp.properties.write_text(certs.merge_properties(kp.properties.read_text(), overlay))
     java = java_bin()
     classpath = f"{kc.jars_dir}/*"
     jvm = [java, f"-Xms{kc.heap_mb}m", f"-Xmx{kc.heap_mb}m", "-XX:+UseG1GC",
-           f"-Dlog4j2.configurationFile={cfg.root / 'conf' / 'kafka' / 'log4j2.xml'}",
+           f"-Dlog4j2.configurationFile={asset('conf/kafka/log4j2.xml')}",
            f"-Dkafka.logs.dir={kp.logs}", "-cp", classpath]
     if not (kp.data / "meta.properties").exists():
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
@@ -117,7 +121,8 @@ def kafka_up(cfg: Config, log=print) -> None:
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, cwd=kp.home)
     kp.pid_file.write_text(f"{proc.pid}\n")
-    if not wait_until(lambda: kafka_ready(cfg), kc.start_timeout_s, lambda: kafka_pids(cfg)):
+    if not wait_until(lambda: kafka_ready(cfg), kc.start_timeout_s, lambda: kafka_pids(cfg),
+                      answer):
         alive = proc.poll() is None
         raise StackError(
             f"kafka: the broker did not {'answer' if alive else 'start'} within "

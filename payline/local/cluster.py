@@ -32,6 +32,7 @@ from payline.local.procs import (
     terminate,
     wait_until,
 )
+from runtime import progress
 from runtime.settings import Config
 
 
@@ -56,8 +57,11 @@ def flink_up(cfg: Config, log=print) -> None:
     fc = cfg.flink
     fp = flink_paths(cfg)
     pids = flink_pids(cfg)
+    progress.phase("flink: starting the cluster")
+    ready = f"a TaskManager to register at {fc.rest_url}"
     if pids["jobmanager"] and pids["taskmanager"]:
-        if wait_until(FlinkRest.of(cfg).ready, fc.start_timeout_s, lambda: any_flink_pid(cfg)):
+        if wait_until(FlinkRest.of(cfg).ready, fc.start_timeout_s, lambda: any_flink_pid(cfg),
+                      ready):
             log(f"flink: already running, web UI {fc.rest_url}")
             return
     if pids["jobmanager"] or pids["taskmanager"]:  # half a cluster: start it again, whole
@@ -76,7 +80,8 @@ def flink_up(cfg: Config, log=print) -> None:
     if proc.returncode != 0:
         raise StackError(f"flink: start-cluster.sh failed (exit {proc.returncode}); logs in "
                          f"{fp.logs}\n{proc.stdout[-1500:]}{proc.stderr[-1500:]}")
-    if not wait_until(FlinkRest.of(cfg).ready, fc.start_timeout_s, lambda: any_flink_pid(cfg)):
+    if not wait_until(FlinkRest.of(cfg).ready, fc.start_timeout_s, lambda: any_flink_pid(cfg),
+                      ready):
         pids = flink_pids(cfg)
         part = "JobManager" if not pids["jobmanager"] else "TaskManager"
         pattern = "standalonesession" if part == "JobManager" else "taskexecutor"

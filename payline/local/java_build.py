@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from payline.assets import ASSETS, asset
 from payline.errors import StackError
 from payline.flink.dist import flink_home
 from payline.jdk import java_bin, jdk_tool
@@ -25,8 +26,8 @@ UDF_SOURCES = Path("infra") / "flink-udfs" / "src"
 
 
 def udf_sources(root: Path) -> list[Path]:
-    """The Java sources of the project's Flink functions under ``root`` (a checkout, or the
-    tree a release is made from)."""
+    """The Java sources of the project's Flink functions under ``root`` (a checkout, the
+    wheel's copies: :mod:`payline.assets`, or the tree a release is made from)."""
     return sorted((root / UDF_SOURCES).rglob("*.java"))
 
 
@@ -35,12 +36,12 @@ def ensure_udf_jar(cfg: Config) -> Path:
     process table function) as ``flink.udf_jar``, compiled with the JDK's javac against the
     Flink jars of the apache-flink wheel, the very classes the cluster runs. Rebuilt when a
     source is newer than the jar; the jobs add it with ``env.add_jars``."""
-    return build_udf_jar(cfg.root, cfg.flink.udf_jar)
+    return build_udf_jar(ASSETS, cfg.flink.udf_jar)
 
 
 def build_udf_jar(root: Path, jar: Path) -> Path:
-    """:func:`ensure_udf_jar` for the sources under ``root`` (a checkout, or the tree a
-    release is made from) into ``jar``."""
+    """:func:`ensure_udf_jar` for the sources under ``root`` (a checkout, the wheel's
+    copies, or the tree a release is made from) into ``jar``."""
     sources = udf_sources(root)
     if not sources:
         raise StackError(f"no Java sources in {root / UDF_SOURCES}")
@@ -69,7 +70,7 @@ def fetch_jars(cfg: Config) -> None:
     for name, lib in (("kafka", cfg.kafka.jars_dir), ("flink", cfg.flink.jars_dir)):
         if lib.is_dir() and any(lib.glob("*.jar")):
             continue
-        pom = cfg.root / "infra" / name / "pom.xml"
+        pom = asset(f"infra/{name}/pom.xml")
         mvn = shutil.which("mvn")
         if not mvn:
             raise StackError(f"{lib} has no jars and mvn is not on PATH: install Maven")

@@ -11,6 +11,8 @@ import socket
 import time
 from pathlib import Path
 
+from runtime import progress
+
 
 def alive(pid: int) -> bool:
     try:
@@ -160,15 +162,17 @@ def listening_ports(pid: int) -> set[int]:
     return ports
 
 
-def wait_until(check, timeout_s: float, pids_fn) -> bool:
+def wait_until(check, timeout_s: float, pids_fn, what: str = "it to answer") -> bool:
     """Poll ``check`` until true; give up early when ``pids_fn()`` says the processes we wait
-    for have died."""
-    deadline = time.monotonic() + timeout_s
+    for have died. ``what`` is shown on a terminal while it waits (runtime.progress)."""
+    started = time.monotonic()
+    deadline = started + timeout_s
     while time.monotonic() < deadline:
         if check():
             return True
         if not pids_fn():
             return False
+        progress.waiting(what, started)
         time.sleep(0.5)
     return False
 

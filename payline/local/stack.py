@@ -13,13 +13,14 @@ from payline.local.archiver_proc import archiver_down
 from payline.local.broker import kafka_down, kafka_paths, kafka_up
 from payline.local.cluster import flink_down, flink_up
 from payline.local.java_build import ensure_jars
-from runtime import kafka_clients
+from runtime import kafka_clients, progress
 from runtime.settings import Config
 
 
 def up(cfg: Config, log=print, secure: bool = False) -> None:
-    """``secure``: `payline up --secure` (README "Security"); a run dir once set up secure
+    """``secure``: `payline up --secure` (docs/security.md); a run dir once set up secure
     stays secure."""
+    progress.phase("jars: fetching from Maven Central, building the Flink functions")
     ensure_jars(cfg)
     if secure or kafka_clients.active(cfg):
         kp = kafka_paths(cfg)
@@ -30,6 +31,7 @@ def up(cfg: Config, log=print, secure: bool = False) -> None:
         certs.prepare(cfg, log)
     kafka_up(cfg, log)
     try:
+        progress.phase("kafka: creating the topics")
         kafka_admin.create_topics(cfg, log)
         if kafka_clients.active(cfg):
             kafka_admin.apply_acls(cfg, log)

@@ -19,12 +19,17 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from runtime.config import DEFAULTS_IN_ZIP, PROJECT_ROOT
+from runtime.config import CODE_ROOT, DEFAULTS_IN_ZIP, defaults_text
 
 PACKAGES = ("udfs", "runtime", "jobs")
 # a tree of the layout before the run-time layer: its jobs imported payline/
 OLD_PACKAGES, OLD_DEFAULTS_IN_ZIP = ("payline", "udfs", "jobs"), "payline/defaults.toml"
 FIXED_TIME = (2020, 1, 1, 0, 0, 0)
+
+
+# files besides code that a job reads from its own package: the Data Docs' CSS, JS and fonts
+# (jobs.batch.data_docs), which a cluster's reconcile run must have offline too
+DATA_DIR = "data_docs_static"
 
 
 def layout(root: Path) -> tuple[tuple[str, ...], str]:
@@ -34,15 +39,20 @@ def layout(root: Path) -> tuple[tuple[str, ...], str]:
     return OLD_PACKAGES, OLD_DEFAULTS_IN_ZIP
 
 
-def build(out: Path, root: Path = PROJECT_ROOT) -> Path:
+def build(out: Path, root: Path = CODE_ROOT) -> Path:
+    """Bundle the code under ``root``: by default the code running (a checkout, or an installed
+    wheel's packages with the defaults it carries)."""
     packages, defaults = layout(root)
-    files = sorted(p for pkg in packages for p in (root / pkg).rglob("*.py")
-                   if "__pycache__" not in p.parts)
+    files = sorted(p for pkg in packages for p in (root / pkg).rglob("*")
+                   if p.is_file() and "__pycache__" not in p.parts
+                   and (p.suffix == ".py" or DATA_DIR in p.relative_to(root).parts))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
         entries = [(p.relative_to(root).as_posix(), p.read_bytes()) for p in files]
-        entries.append((defaults, (root / "conf" / "payline.toml").read_bytes()))
+        own = root / "conf" / "payline.toml"
+        entries.append((defaults, own.read_bytes() if own.is_file() or root != CODE_ROOT
+                        else defaults_text().encode()))
         for name, data in sorted(entries):
             info = zipfile.ZipInfo(name, FIXED_TIME)
             info.compress_type = zipfile.ZIP_DEFLATED

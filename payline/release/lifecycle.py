@@ -21,6 +21,8 @@ from payline.release.records import (
     upgrades,
 )
 from payline.release.releases import check_job, manifest_of
+from runtime import progress
+from runtime.errors import UsageError
 from runtime.settings import Config
 
 
@@ -33,10 +35,15 @@ def running_job(cfg: Config, job: str) -> str | None:
 def wait_running(cfg: Config, job_id: str, timeout_s: float = 120.0) -> None:
     """Until every task of the job runs; OpsError with the root cause when it fails."""
     rest = FlinkRest.of(cfg)
-    deadline = time.monotonic() + timeout_s
+    started = time.monotonic()
+    deadline = started + timeout_s
     while time.monotonic() < deadline:
         info = rest.job(job_id)
         state = info.get("state")
+        tasks = info.get("vertices", [])
+        progress.waiting(f"job {job_id[:8]} to run: {state}, "
+                         f"{sum(v['status'] == 'RUNNING' for v in tasks)}/{len(tasks)} tasks "
+                         f"running", started)
         if state in ENDED_STATES:
             root = rest.job_root_cause(job_id)
             raise OpsError(f"job {job_id} {state}: {unmatched_lines(root)}{root[:3000]}")
@@ -48,8 +55,10 @@ def wait_running(cfg: Config, job_id: str, timeout_s: float = 120.0) -> None:
 
 
 def _wait_savepoint(cfg: Config, job_id: str, request_id: str, timeout_s: float) -> str:
-    deadline = time.monotonic() + timeout_s
+    started = time.monotonic()
+    deadline = started + timeout_s
     while time.monotonic() < deadline:
+        progress.waiting(f"the savepoint of job {job_id[:8]} to complete", started)
         st = FlinkRest.of(cfg).savepoint_status(job_id, request_id)
         if st.get("status", {}).get("id") == "COMPLETED":
             op = st.get("operation", {})
@@ -94,11 +103,13 @@ def deploy(cfg: Config, job: str, version: str | None = None, parallelism: int |
               "deployment": f"{job}-{now_ms()}", "job_args": list(job_args)}
     try:
         t0 = time.monotonic()
+        progress.phase(f"{action} {job} {manifest['version']}: submitting")
         job_id = (prepared.submit(from_savepoint, allow_non_restored) if prepared else
                   submit_release(cfg, manifest, parallelism, from_savepoint, list(job_args),
                           allow_non_restored))
         record["job_id"] = job_id
         record["submit_s"] = round(time.monotonic() - t0, 1)
+        progress.phase(f"{action} {job} {manifest['version']}: starting")
         wait_running(cfg, job_id)
         record["until_running_s"] = round(time.monotonic() - t0, 1)
     except OpsError as exc:
@@ -124,6 +135,7 @@ def savepoint(cfg: Config, job: str, reason: str = "manual", stop: bool = False,
     if not job_id:
         raise OpsError(f"{reason}: {job} is not running")
     target = f"file://{cfg.paths.checkpoints_dir / 'savepoints'}"
+    progress.phase(f"{action} of {job}")
     try:
         request = FlinkRest.of(cfg).trigger_savepoint(job_id, target, stop)
         location = _wait_savepoint(cfg, job_id, request, timeout_s)
@@ -221,7 +233,7 @@ def rollback(cfg: Config, job: str, to_savepoint: str | None = None,
     the running version starts again from the same savepoint and OpsError says why."""
     check_job(job)
     if keep_state and to_savepoint:
-        raise OpsError("rollback: --keep-state and --to-savepoint exclude each other")
+        raise UsageError("rollback: --keep-state and --to-savepoint exclude each other")
     ups = upgrades(cfg, job)
     if not ups:
         raise OpsError(f"rollback: {job} has no upgrade to roll back")

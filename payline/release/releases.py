@@ -12,11 +12,13 @@ import tomllib
 import zipfile
 from pathlib import Path
 
+from payline.assets import ASSETS
 from payline.errors import OpsError
-from payline.local.java_build import build_udf_jar
+from payline.local.java_build import build_udf_jar, udf_sources
 from payline.release import bundle
 from payline.release.operator_ids import declared_uids
 from payline.release.records import audit, now_ms
+from runtime.config import CODE_ROOT, defaults_text
 from runtime.registry import STREAMING_JOBS, StreamingJob
 from runtime.settings import Config
 
@@ -48,9 +50,10 @@ def release_dir(cfg: Config, job: str, version: str) -> Path:
 
 def release(cfg: Config, job: str, version: str | None = None,
             source: Path | None = None) -> dict:
-    """Bundle ``job`` from ``source`` (default: this checkout) as ``version``."""
+    """Bundle ``job`` from ``source`` (default: the code running, a checkout or the installed
+    packages) as ``version``."""
     spec = check_job(job)
-    source = source or cfg.root
+    source = source or CODE_ROOT
     version = version or git_version(source)
     if not VERSION_RE.match(version):
         raise OpsError(f"--version: {version!r} is not a version (letters, digits, . _ + -)")
@@ -68,12 +71,15 @@ def release(cfg: Config, job: str, version: str | None = None,
         for name in sorted(zf.namelist()):
             files[name] = hashlib.sha256(zf.read(name)).hexdigest()
     (tmp / "tree" / "conf").mkdir()  # the client's config root: defaults of this version
-    shutil.copy(source / "conf" / "payline.toml", tmp / "tree" / "conf" / "payline.toml")
+    defaults = defaults_text(source)  # its conf/payline.toml, or the installed code's copy
+    (tmp / "tree" / "conf" / "payline.toml").write_text(defaults)
     # this version's Java functions (the dedup state), built from its own sources, where its
     # own defaults look for them (read as they are: the source's configuration need not have
     # this checkout's keys)
-    default = tomllib.loads((source / "conf" / "payline.toml").read_text())["flink"]["udf_jar"]
-    jar = build_udf_jar(source, source / default)
+    default = tomllib.loads(defaults)["flink"]["udf_jar"]
+    jar = (build_udf_jar(source, source / default) if udf_sources(source)
+           # installed code: the sources it carries, built into this project, not the install
+           else build_udf_jar(ASSETS, cfg.flink.udf_jar))
     shipped = tmp / "tree" / default
     shipped.parent.mkdir(parents=True)
     shutil.copy(jar, shipped)

@@ -33,7 +33,7 @@ written a new Parquet file.
 Afterwards: every closed window of the soak is reconciled from the raw log (zero unexplained,
 every alert present), every record of every topic must be in the raw log exactly once, and no
 exactly-once output may hold a record twice (aggregates by key, DLQ records by source
-partition/offset, late records by txn_id: CONTRACT.md §5). A table of the faults and these
+partition/offset, late records by txn_id: docs/contract.md#outputs). A table of the faults and these
 figures is printed and written to ``<run_dir>/soak/<started>/``.
 
 :mod:`.plan` draws the faults and spikes, :mod:`.faults` injects each kind (a table from kind to

@@ -1,6 +1,6 @@
 """What the soak counts after the traffic: every record of every topic in the raw log exactly
-once, no exactly-once output holding a record twice (CONTRACT.md §5's identities), and the
-table of faults and figures it prints."""
+once, no exactly-once output holding a record twice (the identities of docs/contract.md#outputs),
+and the table of faults and figures it prints."""
 
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ late transaction and an order-dependent pair, then tampered with."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -24,12 +25,14 @@ from jobs import archiver
 from jobs.batch import quality
 from jobs.batch import reconcile as job
 from runtime import config
+from runtime.times import interval_for_path
 from udfs import contract, fraud, reconcile, semantics
 
 pytestmark = pytest.mark.spark
 
 T0 = 1767225600000  # 2026-01-01T00:00:00Z
 W = 60_000
+RUN_FOLDER = "2026-01-01T00-00-00Z_2026-01-01T00-05-00Z"  # a report's: [T0, T0 + 5 W)
 TOPICS = config.load().topics
 
 
@@ -234,7 +237,7 @@ def test_every_difference_of_a_clean_stream_is_explained(spark, tmp_path):
     assert s["drift"] == {} and s["drift_flags"] == []
     assert s["metrics"]["currency_mix"] == {"EUR": 7}
     assert (cfg.paths.data_dir / "quality" / "history" /
-            f"interval={T0}_{T0 + 5 * W}.json").is_file()
+            f"interval={interval_for_path(T0, T0 + 5 * W)}.json").is_file()
     assert "run_rates" in Path(s["data_docs"]).read_text()
     alert_classes = classes(results["out_dir"], "alerts")
     rules = {a.alert_id: a.rule for a in stream_outputs()[3]}
@@ -277,7 +280,7 @@ def test_rerunning_an_interval_gives_the_same_files(spark, tmp_path):
     assert second == first
     assert {p.name: p.read_bytes() for p in sorted(second.iterdir())} == before
     assert set(before) == {"aggregates.parquet", "alerts.parquet", "dlq.parquet",
-                           "summary.json"}
+                           "mismatches.csv", "summary.json"}
 
 
 @pytest.mark.parametrize("args, message", [
@@ -297,7 +300,7 @@ def test_the_analyst_report_shows_the_run_and_opens_without_a_server(spark, tmp_
     build_lake(cfg.paths.raw_dir, drop_key=a2_w0, drop_alert=True)
     results = job.run(cfg, T0, T0 + 5 * W, spark)
     page = results["report"]
-    assert page == cfg.paths.reports_dir / "20260101T000000Z_20260101T000500Z" / "index.html"
+    assert page == cfg.paths.reports_dir / RUN_FOLDER / "index.html"
     doc = json.loads((page.parent / "summary.json").read_text())
     assert doc["headline"]["unexplained"] == 2
     assert doc["reconciliation"] == json.loads((results["out_dir"] / "summary.json").read_text())
@@ -321,6 +324,25 @@ def test_the_analyst_report_shows_the_run_and_opens_without_a_server(spark, tmp_
         if t.endswith(".svg"):
             ET.parse(page.parent / t)
     assert any(t.endswith("local_site/index.html") for t in targets)  # Data Docs
+    # and this run's own validation page of each suite, under the interval's run name
+    run_pages = {t for t in targets if "/validations/" in t}
+    assert len(run_pages) == 3
+    assert all("/2026-01-01T00:00:00Z--2026-01-01T00:05:00Z/" in t for t in run_pages)
+    # the sample names the late transaction that explains a1's key
+    (a1,) = [r for r in doc["sample_aggregates"] if r["account_id"] == "a1"]
+    assert (a1["reconciliation_class"], a1["late_txn_ids"]) == (reconcile.EXPLAINED_LATE,
+                                                                 ["t6"])
+    assert "<td>t6</td>" in text and "net EUR 9.60" in text  # a1: 100 - 40 + 900 cents
+    # every mismatch as a CSV row next to the Parquet
+    with (results["out_dir"] / "mismatches.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    dropped = stream_outputs()[3][0]
+    assert sorted((r["kind"], r["reconciliation_class"], r["account_id"], r["window_start"],
+                   r["alert_id"], r["late_txn_ids"]) for r in rows) == [
+        ("aggregate", reconcile.EXPLAINED_LATE, "a1", "2026-01-01T00:00:00Z", "", "t6"),
+        ("aggregate", reconcile.MISSING_IN_STREAM, "a2", "2026-01-01T00:00:00Z", "", ""),
+        ("aggregate", reconcile.ORDER_DEPENDENT, "a4", "2026-01-01T00:00:00Z", "", ""),
+        ("alert", reconcile.MISSING_IN_STREAM, dropped.account_id, "", dropped.alert_id, "")]
     index = (cfg.paths.reports_dir / "index.html").read_text()
     assert f'href="{page.parent.name}/index.html"' in index
 
@@ -356,9 +378,9 @@ def test_spark_submit_runs_the_job_from_the_py_files_zip_alone(tmp_path):
         cwd=work, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "unexplained 0" in done.stdout
-    out_dir = work / "data" / "reconciliation" / f"interval={T0}_{T0 + 5 * W}"
+    out_dir = work / "data" / "reconciliation" / f"interval={interval_for_path(T0, T0 + 5 * W)}"
     assert classes(out_dir, "aggregates")[("a1", T0)] == reconcile.EXPLAINED_LATE
-    assert (work / "reports" / "20260101T000000Z_20260101T000500Z" / "index.html").is_file()
+    assert (work / "reports" / RUN_FOLDER / "index.html").is_file()
 
 
 @pytest.mark.parametrize("named", [True, False], ids=["named-by-the-stream", "not-named"])
@@ -485,7 +507,8 @@ def test_a_run_flags_drift_against_the_earlier_runs_metrics(spark, tmp_path, ear
     history.mkdir(parents=True)
     for k in (1, 2):  # two runs of earlier intervals
         start = T0 - k * 5 * W
-        (history / f"interval={start}_{start + 5 * W}.json").write_text(json.dumps(earlier))
+        name = f"interval={interval_for_path(start, start + 5 * W)}.json"
+        (history / name).write_text(json.dumps(earlier))
 
     s = job.run(cfg, T0, T0 + 5 * W, spark)["summary"]
     assert s["drift_flags"] == flags
@@ -499,5 +522,6 @@ def test_a_run_flags_drift_against_the_earlier_runs_metrics(spark, tmp_path, ear
     assert s["metrics"]["country_mix"] == {"DE": 6, "FR": 1}
     assert s["metrics"]["rates"] == pytest.approx(LAKE_METRICS["rates"])
     assert sorted(p.name for p in history.iterdir()) == sorted([
-        f"interval={T0 - 10 * W}_{T0 - 5 * W}.json", f"interval={T0 - 5 * W}_{T0}.json",
-        f"interval={T0}_{T0 + 5 * W}.json"])
+        f"interval={interval_for_path(T0 - 10 * W, T0 - 5 * W)}.json",
+        f"interval={interval_for_path(T0 - 5 * W, T0)}.json",
+        f"interval={interval_for_path(T0, T0 + 5 * W)}.json"])

@@ -167,7 +167,7 @@ def test_up_secure_refuses_a_broker_formatted_without_it(running, stack_conf):
     place: one line says so and what to do, and nothing that runs is touched."""
     before = (kafka_pids(running), flink_pids(running))
     proc = payline(stack_conf, "up", "--secure", check=False)
-    assert proc.returncode == 1
+    assert proc.returncode == 3
     assert "was formatted without secure mode" in proc.stderr and "--secure" in proc.stderr
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert (kafka_pids(running), flink_pids(running)) == before
@@ -188,6 +188,6 @@ def test_up_names_the_part_that_cannot_start(tmp_path, key):
                         f'[flink]\nrest_port = 28081\njobmanager_rpc_port = 26123\n')
         proc = payline(conf, "--set", f"{key}={port}", "up", check=False, timeout=300)
         payline(conf, "down", check=False)
-    assert proc.returncode == 1
+    assert proc.returncode == 3
     assert key in proc.stderr and "already in use" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -232,10 +232,11 @@ HORIZON_2 = [
 
 
 def test_dedup_state_goes_when_the_watermark_passes_the_horizon(stack_conf, stack_cfg):
-    """CONTRACT.md §3: the dedup horizon is event time. A txn_id's state is cleared when the
-    watermark passes its first copy's event time plus the horizon, not after a stretch of
-    processing time (with a processing-time TTL of 24 h, "first-again" below would still find
-    its state and be a silent duplicate), and not earlier ("kept-conflict" still finds its)."""
+    """docs/contract.md#deduplication: the dedup horizon is event time. A txn_id's state is
+    cleared when the watermark passes its first copy's event time plus the horizon, not after a
+    stretch of processing time (with a processing-time TTL of 24 h, "first-again" below would
+    still find its state and be a silent duplicate), and not earlier ("kept-conflict" still
+    finds its)."""
     cfg = stack_cfg
     job_id = submit_job(stack_conf, cfg, "transactions", HORIZON_TOPICS, "it-horizon")
     try:

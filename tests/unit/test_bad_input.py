@@ -75,7 +75,7 @@ def test_wrong_types_and_unicode_edge_cases_never_raise(field, value):
 # what each command needs before an unknown option is the only thing wrong
 REQUIRED = {"archiver": ["run"], "submit": ["fraud"], "release": ["fraud"],
             "deploy": ["fraud"], "upgrade": ["fraud", "--version", "v"], "rollback": ["fraud"],
-            "savepoint": ["fraud"], "savepoints": ["fraud"],
+            "savepoint": ["fraud"], "savepoints": ["fraud"], "releases": ["fraud"],
             "reconcile": ["--start", "0", "--end", "60000"]}
 COMMANDS = command_names()
 

@@ -146,6 +146,6 @@ def test_status_says_when_the_restart_count_is_not_reported_yet():
                           "slots_available": 3, "slots_total": 4, "prometheus_ports": [9249],
                           "jobs": [job], "logs": "logs", "checkpoints_dir": "cp"}}
 
-    assert "up 5 s, restarts not reported yet, in 0.0/s" in status.format_status(observed(None))
+    assert "up 5.0 s, restarts not reported yet, in 0.0/s" in status.format_status(observed(None))
     text = status.format_status(observed(2))
     assert "restarts 2, in 0.0/s" in text and "event-time lag 1.5 s" in text

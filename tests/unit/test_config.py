@@ -53,7 +53,7 @@ def test_set_override_is_applied_and_typed():
 
 def test_relative_paths_resolve_against_the_project_root():
     cfg = config.load(overrides=["paths.run_dir=somewhere"])
-    assert cfg.paths.run_dir == config.PROJECT_ROOT / "somewhere"
+    assert cfg.paths.run_dir == config.CHECKOUT / "somewhere"
 
 
 def test_overlay_file_is_merged(tmp_path: Path):
@@ -105,7 +105,7 @@ def test_broken_overlay_file_names_the_file(tmp_path: Path):
 def test_missing_key_is_named(tmp_path: Path):
     root = tmp_path / "proj"
     (root / "conf").mkdir(parents=True)
-    text = (config.PROJECT_ROOT / "conf" / "payline.toml").read_text()
+    text = config.defaults_text()
     (root / "conf" / "payline.toml").write_text(text.replace("heap_mb = 768\n", ""))
     with pytest.raises(ConfigError, match="conf: missing key kafka.heap_mb"):
         config.load(root=root)

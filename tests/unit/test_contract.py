@@ -1,4 +1,5 @@
-"""udfs.contract.validate: CONTRACT.md §1 and §3 steps 1-3, at and just past every boundary."""
+"""udfs.contract.validate: docs/contract.md#fields and #validation steps 1-3, at and just past
+every boundary."""
 
 import json
 
@@ -120,8 +121,8 @@ def test_allow_lists_and_patterns(field, good, bad):
         assert classify(with_(**{field: v})) == (INVALID_VALUE, field), v
 
 
-# One value breaking its §1 rule, per field, in the contract table's order (written out here,
-# not taken from udfs.contract, whose order is what is tested).
+# One value breaking its rule (docs/contract.md#fields), per field, in the contract table's
+# order (written out here, not taken from udfs.contract, whose order is what is tested).
 CONTRACT_ORDER = (
     ("txn_id", "bad id"),
     ("account_id", ""),
@@ -183,7 +184,7 @@ def test_random_json_objects_never_raise(obj):
     assert isinstance(r, (Valid, Invalid))
 
 
-# --- payments.accounts (§2) ---------------------------------------------------------------------
+# --- payments.accounts (docs/contract.md#account-profiles) ----------------------------------------
 
 PROFILE = {"account_id": "acct-1", "home_country": "DE", "risk_tier": "high",
            "valid_from_ms": 1767225600000}

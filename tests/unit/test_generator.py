@@ -1,8 +1,8 @@
 """The traffic generator: deterministic per seed, and every record is what its category says.
 
-Valid records are checked against an independent reading of CONTRACT.md §1 written here (not
-the generator's or udfs' code), and against the shared validator; bad records must break exactly
-the rule their manifest entry names.
+Valid records are checked against an independent reading of docs/contract.md#fields written here
+(not the generator's or udfs' code), and against the shared validator; bad records must break
+exactly the rule their manifest entry names.
 """
 
 import json
@@ -20,7 +20,7 @@ CURRENCIES = set("USD EUR GBP JPY CHF CAD AUD SEK NOK DKK PLN INR BRL MXN SGD".s
 
 
 def conforms_to_contract(value: bytes) -> bool:
-    """CONTRACT.md §1, read independently of udfs/."""
+    """docs/contract.md#fields, read independently of udfs/."""
     if len(value) > 65536:
         return False
     obj = json.loads(value.decode("utf-8"))

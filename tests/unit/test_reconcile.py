@@ -1,4 +1,5 @@
-"""udfs.reconcile: every §7 class on hand-built stream/batch pairs.
+"""udfs.reconcile: every class of docs/contract.md#reconciliation-classes on hand-built
+stream/batch pairs.
 
 The aggregates of each side are written out by hand (not computed with udfs.semantics, whose
 ``Aggregate`` the classification itself uses to add the late transactions back)."""
@@ -82,7 +83,8 @@ def test_a_cross_partition_duplicate_makes_a_difference_order_dependent():
 
 def test_order_dependent_is_judged_before_explained_late():
     # the late transaction would explain the difference too; a window with a cross-partition
-    # duplicate is ORDER_DEPENDENT whatever else explains it (the §7 classes' order)
+    # duplicate is ORDER_DEPENDENT whatever else explains it (the class order of
+    # docs/contract.md#reconciliation-classes)
     assert r.classify_aggregate(AGG_ON_TIME, AGG_ON_TIME_AND_LATE, [LATE], True, KEY,
                                 W) == r.ORDER_DEPENDENT
     assert r.classify_aggregate(None, AGG_LATE, [LATE], True, KEY, W) == r.ORDER_DEPENDENT

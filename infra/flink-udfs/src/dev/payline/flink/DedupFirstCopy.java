@@ -23,7 +23,8 @@ import org.apache.flink.table.types.logical.utils.LogicalTypeChecks;
 import org.apache.flink.types.Row;
 
 /**
- * The dedup state of the transaction stream (CONTRACT.md §3), as a process table function.
+ * The dedup state of the transaction stream (docs/contract.md#deduplication), as a process table
+ * function.
  *
  * <p>Called with the validated records partitioned by their dedup key (the txn_id of a valid
  * record):
