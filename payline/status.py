@@ -18,6 +18,7 @@ from payline.flink.rest import ENDED_STATES, LIVE_STATES, FlinkRest
 from payline.local.archiver_proc import archiver_paths, archiver_pids
 from payline.local.broker import kafka_paths, kafka_pids
 from payline.local.cluster import flink_pids, prometheus_ports
+from payline.local.procs import pids_text
 from payline.release.records import deployment_of, now_ms
 from runtime import kafka_clients
 from runtime.registry import ACCOUNTS_TABLE, STREAMING_JOBS
@@ -28,23 +29,28 @@ from runtime.times import duration
 _NO_WATERMARK_YET_MS = 10 * 365 * 24 * 3600 * 1000
 
 
+def source_gauge(rest: FlinkRest, job_id: str, sources: list[str], suffix: str,
+                 agg: str) -> list[float]:
+    """The ``agg`` (max, sum) of the subtask metric ending in ``suffix`` of each source
+    vertex that reports it."""
+    out = []
+    for v in sources:
+        ids = [m["id"] for m in rest.vertex_subtask_metrics(job_id, v)
+               if m["id"].endswith(suffix)]
+        if ids:
+            out += [m[agg] for m in rest.vertex_subtask_metrics(
+                job_id, v, f"?get={','.join(ids)}&agg={agg}") if m.get(agg) is not None]
+    return out
+
+
 def event_time_lag_ms(rest: FlinkRest, job_id: str, sources: list[str]) -> int | None:
     """The job's event-time lag: the largest ``watermarkLag`` (wall clock minus the last
     watermark, Flink's own JVM gauge on every source reader) over its source subtasks; None
     before any source has a watermark."""
-    worst = None
-    for v in sources:
-        ids = [m["id"] for m in rest.vertex_subtask_metrics(job_id, v)
-               if m["id"].endswith(".watermarkLag")]
-        if not ids:
-            continue
-        for m in rest.vertex_subtask_metrics(job_id, v, f"?get={','.join(ids)}&agg=max"):
-            lag = m.get("max")
-            if lag is not None and lag < _NO_WATERMARK_YET_MS:
-                # negative: the watermark is ahead of the wall clock (event times ahead of it)
-                lag = max(int(lag), 0)
-                worst = lag if worst is None else max(worst, lag)
-    return worst
+    lags = [lag for lag in source_gauge(rest, job_id, sources, ".watermarkLag", "max")
+            if lag < _NO_WATERMARK_YET_MS]
+    # negative: the watermark is ahead of the wall clock (event times ahead of it)
+    return max(max(int(lag), 0) for lag in lags) if lags else None
 
 
 def pending_records(rest: FlinkRest, job_id: str, sources: list[str]) -> int | None:
@@ -52,16 +58,8 @@ def pending_records(rest: FlinkRest, job_id: str, sources: list[str]) -> int | N
     gauge summed over the source subtasks. It is the lag of whichever consumer group the job
     was started with (``--group-id``), which the group-based lag cannot know; None before the
     sources report it."""
-    total = None
-    for v in sources:
-        ids = [m["id"] for m in rest.vertex_subtask_metrics(job_id, v)
-               if m["id"].endswith("pendingRecords")]
-        if not ids:
-            continue
-        for m in rest.vertex_subtask_metrics(job_id, v, f"?get={','.join(ids)}&agg=sum"):
-            if m.get("sum") is not None:
-                total = (total or 0) + int(m["sum"])
-    return total
+    counts = source_gauge(rest, job_id, sources, "pendingRecords", "sum")
+    return int(sum(counts)) if counts else None
 
 
 def job_status(cfg: Config, job_id: str, name: str, rest: FlinkRest | None = None) -> dict:
@@ -198,13 +196,6 @@ def status(cfg: Config) -> dict:
     }
 
 
-def pids_text(label: str, pids: list[int]) -> str:
-    """``pid 4874`` / ``pids 4874, 4901`` / '' (none)."""
-    if not pids:
-        return ""
-    return f"{label} pid{'s' if len(pids) > 1 else ''} {', '.join(map(str, pids))}"
-
-
 def part_state(part: dict) -> str:
     if part["running"] and part["ready"]:
         return "running"
@@ -267,7 +258,7 @@ def format_status(st: dict) -> str:
         f"kafka  {part_state(k):<8} broker {k['bootstrap']}"
         + (" (TLS + SASL/SCRAM)" if k.get("secure") else "")
         + (" (not started here)" if k.get("remote") else "")
-        + (f"  {pids_text('', k['pids']).strip()}" if k["pids"] else ""),
+        + (f"  {pids_text('', k['pids'])}" if k["pids"] else ""),
         f"       log {k['log']}",
         f"flink  {part_state(f):<8} web UI {f['web_ui']}"
         + (" (remote)" if f.get("remote") else
@@ -299,7 +290,7 @@ def format_status(st: dict) -> str:
     a = st.get("archiver")
     if a:
         lines.append(f"archiver {'running' if a['running'] else 'stopped'}  lake {a['lake']}"
-                     + (f"  {pids_text('', a['pids']).strip()}" if a["pids"] else ""))
+                     + (f"  {pids_text('', a['pids'])}" if a["pids"] else ""))
         lines.append(f"       log {a['log']}")
     todo = problems(st)
     if todo:

@@ -18,7 +18,15 @@ from payline.errors import StackError
 from payline.jdk import java_bin
 from payline.kafka_admin import kafka_ready
 from payline.local import certs
-from payline.local.procs import ours, port_open, read_pid, stop_part, tail, wait_until
+from payline.local.procs import (
+    ours,
+    pids_text,
+    port_open,
+    read_pid,
+    stop_part,
+    tail,
+    wait_until,
+)
 from payline.templates import render
 from runtime import kafka_clients, progress
 from runtime.settings import Config
@@ -78,7 +86,7 @@ def kafka_up(cfg: Config, log=print) -> None:
                       answer):
             log(f"kafka: already running at {kafka_clients.bootstrap(cfg)}")
             return
-        raise StackError(f"kafka: running (pid {kafka_pids(cfg)}) but not answering; "
+        raise StackError(f"kafka: running ({pids_text('', kafka_pids(cfg))}) but not answering; "
                          f"see {kp.log}\n{tail(kp.log)}")
     client_port = ((cfg.security.port, "security.port") if secure else (kc.port, "kafka.port"))
     for port, key in (client_port, (kc.controller_port, "kafka.controller_port")):

@@ -25,6 +25,7 @@ from payline.local.procs import (
     cmdline,
     listening_ports,
     ours,
+    pids_text,
     port_open,
     read_pid,
     strays,
@@ -133,7 +134,7 @@ def taskmanager_start(cfg: Config, log=print) -> None:
     if orphans:
         terminate(orphans, timeout_s=10)
         log(f"flink: stopped {len(orphans)} Python worker process"
-            f"{'' if len(orphans) == 1 else 'es'} of a lost TaskManager: pid {orphans}")
+            f"{'' if len(orphans) == 1 else 'es'} of a lost TaskManager: {pids_text('', orphans)}")
     daemon_start(cfg, "taskmanager.sh")
     log("flink: TaskManager started")
 
@@ -187,8 +188,9 @@ def flink_down(cfg: Config, log=print) -> None:
     every = pids["taskmanager"] + pids["jobmanager"]
     if every:
         terminate(every)
-        log(f"flink: stopped (JobManager pid {pids['jobmanager']}, TaskManager pid "
-            f"{pids['taskmanager']})")
+        log("flink: stopped (" + ", ".join(
+            t for t in (pids_text("JobManager", pids["jobmanager"]),
+                        pids_text("TaskManager", pids["taskmanager"])) if t) + ")")
     else:
         log("flink: not running")
     fp = flink_paths(cfg)

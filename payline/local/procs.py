@@ -162,6 +162,14 @@ def listening_ports(pid: int) -> set[int]:
     return ports
 
 
+def pids_text(label: str, pids: list[int]) -> str:
+    """``JobManager pid 4874`` / ``TaskManager pids 4874, 4901`` / '' (none); no label: ``pid
+    4874``."""
+    if not pids:
+        return ""
+    return f"{label} pid{'s' if len(pids) > 1 else ''} {', '.join(map(str, pids))}".strip()
+
+
 def wait_until(check, timeout_s: float, pids_fn, what: str = "it to answer") -> bool:
     """Poll ``check`` until true; give up early when ``pids_fn()`` says the processes we wait
     for have died. ``what`` is shown on a terminal while it waits (runtime.progress)."""
@@ -181,7 +189,7 @@ def stop_part(part: str, pids: list[int], pid_file: Path, log) -> None:
     """Terminate a part started by pid file, say so, and forget its pid file."""
     if pids:
         terminate(pids)
-        log(f"{part}: stopped (pid {', '.join(map(str, pids))})")
+        log(f"{part}: stopped ({pids_text('', pids)})")
     else:
         log(f"{part}: not running")
     pid_file.unlink(missing_ok=True)

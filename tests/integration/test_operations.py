@@ -255,19 +255,27 @@ def test_status_shows_version_checkpoints_restarts_and_the_lag_of_a_stopped_job(
     job_id = lifecycle.running_job(cfg, "transactions")
     try:
         cli("generate", "--count", "3000", "--max-speed")
+
         def caught_up(s):
-            job = our_job(s)
-            lag = job and job.get("consumer_lag")
-            return (isinstance(lag, dict) and job["last_checkpoint"]
-                    and all(v == 0 for v in lag.values()) and s)
+            job, group = our_job(s), s["consumers"]["transactions"]
+            return (job and job.get("pending_records") == 0 and job["last_checkpoint"]
+                    and group.get("total") == 0 and s)
 
         st = wait_for(lambda: caught_up(status()), 120,
                       "the job caught up and committed its offsets")
         job = our_job(st)
         assert (job["id"], job["version"], job["restarts"]) == (job_id, "s1", 0)
         assert job["uptime_s"] > 0 and job["last_checkpoint"]["size_bytes"] > 0
-        assert job["consumer_group"] == "payline-transactions"
-        assert set(job["consumer_lag"]) == {f"{names['transactions']}/{p}" for p in range(3)}
+        group = st["consumers"]["transactions"]
+        assert group["group"] == "payline-transactions"
+        assert set(group["lag"]) == {f"{names['transactions']}/{p}" for p in range(3)}
+
+        # a backlog: the job's sources report what they have yet to read, then read it
+        cli("generate", "--count", "150000", "--max-speed", "--seed", "5")
+        wait_for(lambda: (our_job(status()) or {}).get("pending_records", 0) > 0, 60,
+                 "the sources report a backlog")
+        wait_for(lambda: (our_job(status()) or {}).get("pending_records") == 0, 180,
+                 "the backlog read")
 
         # a killed TaskManager: the job restarts, and status counts it
         for pid in cluster.flink_pids(cfg)["taskmanager"]:

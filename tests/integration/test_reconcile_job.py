@@ -21,11 +21,12 @@ import pyarrow.parquet as pq
 import pyspark
 import pytest
 
-from jobs import archiver
 from jobs.batch import quality
 from jobs.batch import reconcile as job
 from runtime import config
 from runtime.times import interval_for_path
+from tests.support import records
+from tests.support.records import enc
 from udfs import contract, fraud, reconcile, semantics
 
 pytestmark = pytest.mark.spark
@@ -40,10 +41,6 @@ def txn(txn_id, account, amount, t, kind="purchase", currency="EUR", country="DE
     return {"txn_id": txn_id, "account_id": account, "merchant_id": "m-1",
             "amount_cents": amount, "currency": currency, "kind": kind,
             "event_time_ms": T0 + t, "channel": "web", "country": country}
-
-
-def enc(obj) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode()
 
 
 ON_TIME = [txn("t1", "a1", 100, 1000), txn("t2", "a1", 40, 2000, "refund"),
@@ -72,14 +69,7 @@ PROFILES = [(0, b"a3", enc({"account_id": "a3", "home_country": "DE", "risk_tier
 
 def write_topic(root: Path, topic: str, rows: list[tuple[int, bytes | None, bytes]],
                 ts: int = T0 + 30_000) -> dict[int, list[int]]:
-    """Rows (partition, key, value) as archiver files; returns offsets by partition."""
-    by_partition: dict[int, list] = {}
-    for partition, key, value in rows:
-        records = by_partition.setdefault(partition, [])
-        records.append(archiver.RawRecord(topic, partition, len(records), ts, key, value))
-    for records in by_partition.values():
-        archiver.write_run(root, records)
-    return {p: [r.offset for r in rs] for p, rs in by_partition.items()}
+    return records.write_topic(root, topic, rows, ts)
 
 
 def stream_outputs():

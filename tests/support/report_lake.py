@@ -6,12 +6,11 @@ archiver's own file writer (no Kafka). Optionally one aggregate the stream lost.
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
-from jobs import archiver
 from runtime import config
+from tests.support.records import enc, write_topic
 from udfs import fraud, semantics
 
 T0 = 1767225600000  # 2026-01-01T00:00:00Z
@@ -22,10 +21,6 @@ TOPICS = config.load().topics
 CURRENCIES = (("EUR", 4_000), ("USD", 5_000), ("GBP", 3_500), ("JPY", 6_000))
 BUSY_WINDOWS = (1, 2, 3, 5, 6)  # windows 0, 4 and 7-9 have no traffic
 LATE_COUNT = 4
-
-
-def enc(obj) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode()
 
 
 def transactions(n: int = 400, seed: int = 7) -> list[dict]:
@@ -43,15 +38,6 @@ def transactions(n: int = 400, seed: int = 7) -> list[dict]:
     return out
 
 
-def _write(root: Path, topic: str, rows: list[tuple[int, bytes | None, bytes]], ts: int):
-    by_partition: dict[int, list] = {}
-    for partition, key, value in rows:
-        records = by_partition.setdefault(partition, [])
-        records.append(archiver.RawRecord(topic, partition, len(records), ts, key, value))
-    for records in by_partition.values():
-        archiver.write_run(root, records)
-
-
 def build(root: Path, *, lose_one_aggregate: bool = False) -> dict:
     """Write the lake under ``root`` (a configuration's raw_dir); returns what was written:
     the transactions, the late ones and the stream's aggregates."""
@@ -62,21 +48,21 @@ def build(root: Path, *, lose_one_aggregate: bool = False) -> dict:
     raw = [(i % 2, enc(t)) for i, t in enumerate(on_time)]
     raw += [(0, enc(on_time[0])), (1, b'{"txn_id": "broken"')]  # a duplicate, a malformed
     raw += [(1, enc(t)) for t in late]  # the late ones arrived last
-    _write(root, TOPICS.transactions, [(p, b"k", v) for p, v in raw], T0 + 30_000)
+    write_topic(root, TOPICS.transactions, [(p, b"k", v) for p, v in raw], T0 + 30_000)
     aggs = semantics.aggregate(on_time, W)
     keys = sorted(aggs)
     lost = keys[len(keys) // 2] if lose_one_aggregate else None
     after = INTERVAL[1] + 100_000
-    _write(root, TOPICS.aggregates, [(0, k.encode(), enc(a.as_dict()))
+    write_topic(root, TOPICS.aggregates, [(0, k.encode(), enc(a.as_dict()))
                                      for k, a in sorted(aggs.items()) if k != lost], after)
-    _write(root, TOPICS.late, [(0, t["account_id"].encode(),
+    write_topic(root, TOPICS.late, [(0, t["account_id"].encode(),
                                 semantics.late_record(t, INTERVAL[1], W).encode())
                                for t in late], after)
     offsets_p1 = sum(1 for i in range(len(on_time)) if i % 2)
-    _write(root, TOPICS.dlq, [(0, None, enc({
+    write_topic(root, TOPICS.dlq, [(0, None, enc({
         "error_class": "MALFORMED", "error": "x", "raw": "", "raw_encoding": "utf8",
         "source_topic": TOPICS.transactions, "source_partition": 1,
         "source_offset": offsets_p1, "source_timestamp_ms": T0}))], after)
-    _write(root, TOPICS.alerts, [(0, a.account_id.encode(), a.record(T0).encode())
+    write_topic(root, TOPICS.alerts, [(0, a.account_id.encode(), a.record(T0).encode())
                                  for a in fraud.alerts_of(on_time)], after)
     return {"transactions": txns, "late": late, "aggregates": aggs, "lost": lost}

@@ -124,7 +124,7 @@ def test_a_new_taskmanager_first_stops_the_python_workers_of_a_lost_one(tmp_path
         assert len(strays(flink_paths(cfg).conf)) == 4
         assert started == ["taskmanager.sh"]
         assert said[0] == f"flink: stopped 1 Python worker process of a lost TaskManager: " \
-                          f"pid [{orphan.pid}]"
+                          f"pid {orphan.pid}"
     finally:
         for p in (orphan, client, tm):
             p.kill()
