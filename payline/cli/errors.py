@@ -47,4 +47,7 @@ def message(exc: PaylineError, command: str | None) -> str:
     text = str(exc)
     if text.startswith("payline"):
         return text
-    return f"payline {command}: {text}" if command else f"payline: {text}"
+    if not command:
+        return f"payline: {text}"
+    # an operation's own error already names it ("deploy: no release of fraud ...")
+    return f"payline {command}: {text.removeprefix(f'{command}: ')}"

@@ -104,6 +104,12 @@ def test_conf_and_set_are_taken_after_the_subcommand_too(tmp_path, capsys):
     assert err == "payline status: conf: kafka.port must be an integer in 1..65535, got 'abc'\n"
 
 
+def test_one_prefix_even_when_the_error_names_its_operation(tmp_path, capsys):
+    assert main(["deploy", "fraud", "--set", f"paths.ops_dir={tmp_path}"]) == 3
+    assert capsys.readouterr().err == ("payline deploy: no release of fraud; make one with "
+                                       "`payline release fraud`\n")
+
+
 def test_two_different_overlays_are_refused(tmp_path, capsys):
     a, b = tmp_path / "a.toml", tmp_path / "b.toml"
     a.write_text("")
