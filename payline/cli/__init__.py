@@ -33,7 +33,7 @@ def version() -> str:
 
 def build_parser() -> Parser:
     p = Parser(prog="payline", description="Operate the payline payments pipeline: the local "
-               "stack, the streaming jobs on Flink, the batch reconciliation on Spark.",
+               "stack, the streaming jobs on Flink,\nthe batch reconciliation on Spark.",
                epilog=EXIT_CODES_HELP + "\n\n`payline COMMAND --help` shows a command's "
                "options and examples.", formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"payline {version()}")
