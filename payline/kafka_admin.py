@@ -54,14 +54,15 @@ def unreachable_message(cfg: Config, exc: BaseException | None = None) -> str:
             f"kafka.host/kafka.port (or PAYLINE_KAFKA_BOOTSTRAP) at a running one")
 
 
-def require_broker(cfg: Config, component: str = "ops") -> None:
-    """KafkaUnreachable (one line, within kafka.connect_timeout_s) unless a broker answers a
-    metadata request: checked before a command starts work that would otherwise retry for
-    minutes."""
-    admin = admin_client(cfg, component, cfg.kafka.connect_timeout_s, "payline-check")
+def require_broker(cfg: Config, component: str = "ops", timeout_s: float | None = None) -> None:
+    """KafkaUnreachable (one line, within ``timeout_s``, default kafka.connect_timeout_s)
+    unless a broker answers a metadata request: checked before a command starts work that
+    would otherwise retry for minutes."""
+    admin = admin_client(cfg, component, timeout_s or cfg.kafka.connect_timeout_s,
+                         "payline-check")
     try:
         admin.describe_cluster()
-    except (KafkaError, OSError) as exc:
+    except (KafkaError, OSError, ValueError) as exc:
         raise KafkaUnreachable(unreachable_message(cfg, exc)) from None
     finally:
         admin.close()
@@ -74,16 +75,10 @@ def consumer(cfg: Config, component: str = "ops", **settings) -> KafkaConsumer:
 def kafka_ready(cfg: Config, timeout_s: float = 5.0) -> bool:
     """True when the broker answers a metadata request (as the ops principal)."""
     try:
-        admin = admin_client(cfg, "ops", timeout_s, "payline-status")
+        require_broker(cfg, "ops", timeout_s)
     except (KafkaUnreachable, ValueError):
         return False
-    try:
-        admin.describe_cluster()
-        return True
-    except (KafkaError, OSError, ValueError):
-        return False
-    finally:
-        admin.close()
+    return True
 
 
 # --- topics ------------------------------------------------------------------------------------

@@ -64,8 +64,8 @@ def pending_records(rest: FlinkRest, job_id: str, sources: list[str]) -> int | N
 
 def job_status(cfg: Config, job_id: str, name: str, rest: FlinkRest | None = None) -> dict:
     """What an operator asks of a running job: its version, uptime, last checkpoint,
-    restarts, records in/out per second, the event-time lag, the consumer lag of its source
-    topics. Raises FlinkError when the REST API does not answer."""
+    restarts, records in/out per second, the event-time lag, the records its sources have yet
+    to read. Raises FlinkError when the REST API does not answer."""
     rest = rest or FlinkRest.of(cfg)
     info = rest.job(job_id)
     out: dict = {"id": job_id, "name": name, "state": info.get("state"),

@@ -1,10 +1,11 @@
 """How the analyst report and the Data Docs write times, intervals and amounts.
 
-* An instant is ISO 8601 in UTC to the second: ``2026-12-01T10:00:00Z``.
+* An instant is ISO 8601 in UTC to the second: ``2026-12-01T10:00:00Z`` (runtime.times.iso).
 * An interval is its two instants: ``2026-12-01T10:00:00Z → 2026-12-01T10:05:00Z`` on a page,
   ``2026-12-01T10:00:00Z--2026-12-01T10:05:00Z`` as a Great Expectations run name, and
-  ``2026-12-01T10-00-00Z_2026-12-01T10-05-00Z`` as a folder name (no colons: they are not
-  allowed in Windows paths and read as a scheme at the start of a relative link).
+  ``2026-12-01T10-00-00Z_2026-12-01T10-05-00Z`` as a folder name
+  (runtime.times.interval_for_path: no colons, which are not allowed in Windows paths and
+  read as a scheme at the start of a relative link).
 * An amount is in the currency's minor unit (the contract's ``amount_cents``); it is shown in
   the major unit with as many decimals as the currency has (ISO 4217): ``EUR 1,234.56``,
   ``JPY 1,235``.
@@ -20,21 +21,13 @@ MINOR_UNITS = {"JPY": 0}
 DEFAULT_MINOR_UNITS = 2
 
 
-# ``2026-12-01T10:00:00Z`` (whole seconds: windows and intervals are), as in output lines
-iso = times.iso
-
-
 def interval_text(start_ms: int, end_ms: int) -> str:
-    return f"{iso(start_ms)} → {iso(end_ms)}"
+    return f"{times.iso(start_ms)} → {times.iso(end_ms)}"
 
 
 def run_name(start_ms: int, end_ms: int) -> str:
     """The interval as a Great Expectations run name."""
-    return f"{iso(start_ms)}--{iso(end_ms)}"
-
-
-# the interval as a folder name: a run's report, its results, its metrics in the history
-folder_name = times.interval_for_path
+    return f"{times.iso(start_ms)}--{times.iso(end_ms)}"
 
 
 def minor_units(currency: str) -> int:

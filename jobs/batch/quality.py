@@ -24,7 +24,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from jobs.batch import data_docs, formats
+from jobs.batch import data_docs
+from runtime import times
 from udfs import contract
 
 # the data each suite checks, as GX data assets (the name its pages show)
@@ -52,8 +53,8 @@ def suite_expectations(cfg) -> dict[str, list]:
         E.ExpectColumnValuesToBeBetween(
             column="event_time_ms", min_value=c.min_event_time_ms,
             max_value=c.max_event_time_ms - 1,
-            notes=f"Epoch milliseconds: from {formats.iso(c.min_event_time_ms)} to before "
-                  f"{formats.iso(c.max_event_time_ms)}."),
+            notes=f"Epoch milliseconds: from {times.iso(c.min_event_time_ms)} to before "
+                  f"{times.iso(c.max_event_time_ms)}."),
         E.ExpectColumnValuesToBeInSet(column="currency", value_set=list(c.currencies)),
         E.ExpectColumnValuesToBeInSet(column="kind", value_set=list(contract.KINDS)),
         E.ExpectColumnValuesToBeInSet(column="channel", value_set=list(contract.CHANNELS)),

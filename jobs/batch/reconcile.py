@@ -22,8 +22,7 @@ For the windows whose start lies in [--start, --end):
    the same interval runs again), ``mismatches.csv`` and ``summary.json``, runs the Great
    Expectations suites (Data Docs) and the drift checks, writes the analyst report
    ``<reports_dir>/<start>_<end>/index.html`` (ISO times, jobs/batch/report.py); exits 1 when
-   anything is
-   unexplained.
+   anything is unexplained.
 
 The steps live in jobs/batch/: ``recompute.py`` (1-2: the lake, validation, dedup, the window
 aggregate), ``alerts.py`` (the rules' replay and the alert classes), ``drift.py`` (the metrics
@@ -353,24 +352,32 @@ def main(argv=None) -> int:
     try:
         cfg = config_mod.load(args.conf, args.set)
         start_ms, end_ms = interval_of(args, cfg)
+        results = run_once(cfg, start_ms, end_ms, args.master)
     except (UsageError, config_mod.ConfigError) as exc:
         print(f"reconcile: {exc}", file=sys.stderr)
         return 2
-    spark = spark_session(args.master)
+    report(results)
+    return exit_code(results["summary"])
+
+
+def run_once(cfg, start_ms: int, end_ms: int, master: str | None = None) -> dict:
+    """:func:`run` in a SparkSession of its own (``master``, default local), stopped after."""
+    spark = spark_session(master)
     try:
-        results = run(cfg, start_ms, end_ms, spark)
-    except UsageError as exc:
-        print(f"reconcile: {exc}", file=sys.stderr)
-        return 2
+        return run(cfg, start_ms, end_ms, spark)
     finally:
         spark.stop()
-    s = results["summary"]
-    report(results)
-    return exit_code(s)
 
 
 def exit_code(summary: dict) -> int:
     return 1 if summary["unexplained"] or not summary["accounting"]["holds"] else 0
+
+
+def result_document(results: dict) -> dict:
+    """The run's result for scripts (``payline reconcile --json``): the summary and where the
+    results and the report are."""
+    return {**results["summary"], "results": str(results["out_dir"]),
+            "report": str(results["report"])}
 
 
 def report(results: dict) -> None:

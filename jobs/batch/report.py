@@ -30,6 +30,7 @@ from jobs.batch.report_charts import (
     chart_windows,
     pyplot,
 )
+from runtime import times
 from udfs import reconcile
 
 LATE_IDS_SHOWN = 5
@@ -150,13 +151,13 @@ def page(s: dict, data: dict, charts: dict, links: dict, generated: str) -> str:
                   for k, v in sorted(s["drift"].items(), key=lambda kv: (not kv[1]["drifted"],
                                                                          kv[0]))]
     agg_sample = [[_cls(r["reconciliation_class"]), _e(r["account_id"]), _e(r["currency"]),
-                   _e(formats.iso(r["window_start_ms"])),
+                   _e(times.iso(r["window_start_ms"])),
                    aggregate_cell(r["stream"], r["currency"]),
                    aggregate_cell(r["batch"], r["currency"]), late_ids_cell(r["late_txn_ids"]),
                    "yes" if r["order_dependent"] else ""]
                   for r in data["sample_aggregates"]]
     alert_sample = [[_cls(r["reconciliation_class"]), _e(r["alert_id"]), _e(r["rule"]),
-                     _e(r["account_id"]), _e(formats.iso(r["event_time_ms"])),
+                     _e(r["account_id"]), _e(times.iso(r["event_time_ms"])),
                      "yes" if r["in_stream"] else "", "yes" if r["in_batch"] else ""]
                     for r in data["sample_alerts"]]
     rates = s["rates"]
@@ -226,7 +227,7 @@ def write(spark, cfg, results: dict) -> Path:
     start_ms, end_ms = s["interval"]["start_ms"], s["interval"]["end_ms"]
     data = report_data.collect(spark, cfg, results)
     reports = cfg.paths.reports_dir
-    name = formats.folder_name(start_ms, end_ms)
+    name = times.interval_for_path(start_ms, end_ms)
     final = reports / name
     tmp = reports / f".{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -248,11 +249,11 @@ def write(spark, cfg, results: dict) -> Path:
              "csv": _rel(out_dir / "mismatches.csv", final),
              "data_docs": _rel(Path(s["data_docs"]), final),
              "pages": {k: _rel(p, final) for k, p in pages.items()}}
-    generated = formats.iso(int(time.time() * 1000))
+    generated = times.iso(int(time.time() * 1000))
     (tmp / "index.html").write_text(page(s, data, charts, links, generated))
     doc = {"run": name, "generated": generated,
-           "interval": {**s["interval"], "start": formats.iso(start_ms),
-                        "end": formats.iso(end_ms)},
+           "interval": {**s["interval"], "start": times.iso(start_ms),
+                        "end": times.iso(end_ms)},
            "headline": {"matched_pct": s["matched_pct"], "unexplained": s["unexplained"],
                         "accounting_holds": s["accounting"]["holds"],
                         "quality_failing": quality.failing(s),

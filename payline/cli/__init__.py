@@ -45,14 +45,13 @@ def build_parser() -> Parser:
     sub.required = True
     for group in COMMAND_GROUPS:
         group.register(sub)
-    p.commands = sorted(sub.choices)
     p.subcommands = dict(sub.choices)
     return p
 
 
 def command_names() -> list[str]:
     """Every subcommand, sorted."""
-    return build_parser().commands
+    return sorted(build_parser().subcommands)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,8 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - a bug: its traceback, and "could not run"
         progress.clear()
         traceback.print_exc()
-        print(f"payline {command or ''}: crashed: {type(exc).__name__}: {exc} (the traceback "
-              f"above; exit {COULD_NOT_RUN})".replace("payline :", "payline:"),
+        print(f"{'payline ' + command if command else 'payline'}: crashed: "
+              f"{type(exc).__name__}: {exc} (the traceback above; exit {COULD_NOT_RUN})",
               file=sys.stderr)
         return COULD_NOT_RUN
     finally:

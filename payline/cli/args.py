@@ -52,10 +52,15 @@ def merge_config_options(args: argparse.Namespace) -> None:
     args.set = [*args.set, *args.sub_set]
 
 
+def print_json(result: dict | list) -> None:
+    """A command's result as one JSON document on stdout (``--json``)."""
+    print(json.dumps(result, indent=2, sort_keys=True, default=str))
+
+
 def emit(args: argparse.Namespace, result: dict | list, line: str) -> None:
     """The command's result: one JSON document with ``--json``, else its line for a person."""
     if getattr(args, "json", False):
-        print(json.dumps(result, indent=2, sort_keys=True, default=str))
+        print_json(result)
     else:
         print(line)
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from jobs.batch import reconcile
 from payline import schedule
-from payline.cli.args import command
+from payline.cli.args import command, print_json
 from payline.errors import ScheduleError
 from payline.release import bundle
 from runtime import progress
@@ -58,16 +57,10 @@ def cmd_reconcile(cfg: Config, args) -> int:
     """The batch job in this process (Spark in local mode unless --master)."""
     start_ms, end_ms = reconcile.interval_of(args, cfg)
     progress.phase(f"reconcile {interval(start_ms, end_ms)}: starting Spark")
-    spark = reconcile.spark_session(args.master)
-    try:
-        results = reconcile.run(cfg, start_ms, end_ms, spark)
-    finally:
-        spark.stop()
+    results = reconcile.run_once(cfg, start_ms, end_ms, args.master)
     progress.clear()
     if args.json:
-        print(json.dumps({**results["summary"], "results": str(results["out_dir"]),
-                          "report": str(results["report"])}, indent=2, sort_keys=True,
-                         default=str))
+        print_json(reconcile.result_document(results))
     else:
         reconcile.report(results)
     return reconcile.exit_code(results["summary"])

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 from jobs.archiver import run_forever
 from payline import kafka_admin, status
-from payline.cli.args import add_remote, command, passed_on
+from payline.cli.args import add_remote, command, emit, passed_on
 from payline.local import archiver_proc, stack
 from runtime import kafka_clients
 from runtime.settings import Config
@@ -67,7 +65,7 @@ def cmd_down(cfg: Config, args) -> int:
 
 def cmd_status(cfg: Config, args) -> int:
     st = status.status(cfg)
-    print(json.dumps(st, indent=2) if args.json else status.format_status(st))
+    emit(args, st, status.format_status(st))
     return 1 if args.check and status.problems(st) else 0
 
 

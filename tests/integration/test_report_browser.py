@@ -14,7 +14,7 @@ from selenium.webdriver.common.by import By
 
 from jobs.batch import data_docs, formats
 from jobs.batch import reconcile as job
-from runtime import config
+from runtime import config, times
 from tests.support import report_lake
 from tests.support.browser import console_errors, offline_chromium, open_file, require_chromium
 
@@ -65,7 +65,7 @@ def test_the_analyst_report_renders_offline_with_the_headline_figures(run, brows
     assert console_errors(browser) == []
     assert len(browser.find_element(By.TAG_NAME, "body").text) > 500
     start, end = report_lake.INTERVAL
-    assert text_of(browser, "h1") == f"Reconciliation {formats.iso(start)} → {formats.iso(end)}"
+    assert text_of(browser, "h1") == f"Reconciliation {times.iso(start)} → {times.iso(end)}"
     # the tiles: the page's own stylesheet lays them out as a grid with coloured edges
     assert style(browser, ".tiles", "display") == "grid"
     assert s["unexplained"] == 1  # the aggregate the stream lost

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from jobs.batch import formats, report, report_data
+from runtime import times
 from udfs import contract
 
 T0 = 1767225600000  # 2026-01-01T00:00:00Z
@@ -35,11 +36,11 @@ def test_every_contract_currency_but_jpy_has_cents():
 
 
 def test_instants_runs_and_folders_are_iso_times():
-    assert formats.iso(T0) == "2026-01-01T00:00:00Z"
-    assert formats.iso(DEC_1_10H) == "2026-12-01T10:00:00Z"
+    assert times.iso(T0) == "2026-01-01T00:00:00Z"
+    assert times.iso(DEC_1_10H) == "2026-12-01T10:00:00Z"
     assert formats.run_name(DEC_1_10H, DEC_1_10H + 5 * W) == (
         "2026-12-01T10:00:00Z--2026-12-01T10:05:00Z")
-    assert formats.folder_name(DEC_1_10H, DEC_1_10H + 5 * W) == (
+    assert times.interval_for_path(DEC_1_10H, DEC_1_10H + 5 * W) == (
         "2026-12-01T10-00-00Z_2026-12-01T10-05-00Z")
     assert formats.interval_text(T0, T0 + 3_600_000) == (
         "2026-01-01T00:00:00Z → 2026-01-01T01:00:00Z")
