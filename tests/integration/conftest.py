@@ -12,7 +12,7 @@ import pytest
 
 from jobs.batch import reconcile
 from runtime import config
-from tests.support.stack import ROOT, payline
+from tests.support.stack import ROOT, cluster_state, payline
 from tests.support.stacks import stack_toml
 
 
@@ -43,3 +43,15 @@ def spark():
     session = reconcile.spark_session("local[2]", "payline-tests")
     yield session
     session.stop()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test that used the session's stack reports the Flink cluster's state as it was
+    (TaskManagers, slots, jobs and why they failed): a timeout alone says nothing of a job
+    that crash-looped or never got a slot."""
+    report = yield
+    cfg = item.funcargs.get("stack_cfg") if hasattr(item, "funcargs") else None
+    if report.failed and cfg is not None:
+        report.sections.append(("flink", cluster_state(cfg)))
+    return report
