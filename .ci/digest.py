@@ -81,11 +81,27 @@ def stack_findings(run_dir: Path) -> list[str]:
     for path in rotated(logs, "*taskexecutor*.log*"):
         found += [f"[tm] {e}" for e in events(path, TASKMANAGER_EVENTS)]
     for path in sorted(logs.glob("*.out")):
-        tail = path.read_text(errors="replace").strip().splitlines()[-3:] if path.is_file() else []
-        found += [f"[{path.name}] {line}" for line in tail]
+        # a JVM's stdout/stderr: what it printed last other than stack frames
+        lines = path.read_text(errors="replace").splitlines() if path.is_file() else []
+        found += [f"[{path.name}] {line}" for line in
+                  [x for x in lines if x.strip() and not x.startswith(("\t", " "))][-3:]]
     for path in rotated(run_dir / "kafka" / "logs", "server.log*"):
         found += [f"[kafka] {e}" for e in events(path, KAFKA_EVENTS)]
     return summarised(found)[-PER_STACK:]
+
+
+def jvm_crashes(places: list[Path]) -> list[str]:
+    """The JVMs that crashed (a native frame, pemja's embedded Python among them): their
+    hs_err files land in the working directory of whoever started them."""
+    out = []
+    for place in places:
+        for path in sorted(place.glob("hs_err_pid*.log")) if place.is_dir() else []:
+            lines = path.read_text(errors="replace").splitlines()
+            signal = next((line for line in lines if line.startswith("#  SIG")), "")
+            frame = next((lines[i + 1] for i, line in enumerate(lines[:-1])
+                          if line.startswith("# Problematic frame:")), "")
+            out.append(f"{path}: {signal.strip('# ')} {frame.strip('# ')}"[:WIDTH])
+    return out
 
 
 def machine() -> list[str]:
@@ -117,6 +133,11 @@ def main(run_dirs: list[str]) -> None:
         findings = stack_findings(run_dir)
         print(f"-- {run_dir}: {'' if findings else 'nothing of note'}")
         for line in findings:
+            print(line)
+    crashes = jvm_crashes([Path.cwd(), *(Path(d) for d in run_dirs)])
+    if crashes:
+        print("-- JVM crashes")
+        for line in crashes:
             print(line)
     print("-- machine")
     print("\n".join(machine()))

@@ -306,6 +306,10 @@ def test_status_shows_version_checkpoints_restarts_and_the_lag_of_a_stopped_job(
         st = wait_for(lambda: (lambda s: our_job(s) and (our_job(s)["restarts"] or 0) >= 1
                                and s)(status()), 180, "the restart in status")
         assert our_job(st)["id"] == job_id
+        # and it runs again on the new TaskManager (a restart counted is not a recovery; the
+        # tests after this one run on that TaskManager)
+        wait_for(lambda: FlinkRest.of(cfg).all_running(job_id), 120,
+                 "the job running again on the new TaskManager")
     finally:
         cancel_job(cfg, job_id)
 
