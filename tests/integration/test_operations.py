@@ -12,15 +12,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
-import time
 import zipfile
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from payline import status as payline_status
-from payline.errors import FlinkError
 from payline.flink.dist import render_flink_conf
 from payline.flink.rest import FlinkRest
 from payline.local import cluster
@@ -274,28 +270,16 @@ def test_status_shows_version_checkpoints_restarts_and_the_lag_of_a_stopped_job(
         assert group["group"] == "payline-transactions"
         assert set(group["lag"]) == {f"{names['transactions']}/{p}" for p in range(3)}
 
-        # a backlog: the job's sources report what they have yet to read, then read it. The
-        # job may read the backlog within seconds of its sending: watched while it is sent,
-        # through the figure `payline status` shows, not after
-        seen, stop = [], threading.Event()
-
-        def watch():
-            while not stop.is_set():
-                try:
-                    seen.append(payline_status.job_status(cfg, job_id, "payline-transactions")
-                                .get("pending_records") or 0)
-                except FlinkError:
-                    pass  # a busy JobManager: the next poll
-                time.sleep(0.2)
-
-        watcher = threading.Thread(target=watch, daemon=True)
-        watcher.start()
-        try:
-            cli("generate", "--count", "150000", "--max-speed", "--seed", "5")
-            wait_for(lambda: max(seen, default=0) > 0, 60, "the sources report a backlog")
-        finally:
-            stop.set()
-            watcher.join()
+        # a backlog: the job's sources report what they have yet to read, then read it. A
+        # running job reads as fast as the records are sent (its backlog may never reach a
+        # metrics poll), so the records are sent while it is stopped with a savepoint, and it
+        # comes back from that savepoint with all of them to read
+        path = savepoint_path(cli("savepoint", "transactions", "--stop").stdout)
+        cli("generate", "--count", "300000", "--max-speed", "--seed", "5")
+        cli("deploy", "transactions", "--version", "s1", "--from-savepoint", path)
+        job_id = lifecycle.running_job(cfg, "transactions")
+        wait_for(lambda: ((our_job(status()) or {}).get("pending_records") or 0) > 0, 60,
+                 "the sources report a backlog", every_s=1)
         wait_for(lambda: (our_job(status()) or {}).get("pending_records") == 0, 180,
                  "the backlog read")
 
@@ -311,7 +295,9 @@ def test_status_shows_version_checkpoints_restarts_and_the_lag_of_a_stopped_job(
         wait_for(lambda: FlinkRest.of(cfg).all_running(job_id), 120,
                  "the job running again on the new TaskManager")
     finally:
-        cancel_job(cfg, job_id)
+        running = lifecycle.running_job(cfg, "transactions")
+        if running:
+            cancel_job(cfg, running)
 
     # stopped: traffic keeps coming, and the group's lag is exactly what it has not read
     wait_for(lambda: lifecycle.running_job(cfg, "transactions") is None, 60, "the job stopped")
