@@ -64,10 +64,12 @@ def rotated(log_dir: Path, glob: str) -> list[Path]:
 
 def summarised(lines: list[str]) -> list[str]:
     """Repeats folded into one line with a count, in the order of their last occurrence."""
-    counts = Counter(NOISE.sub("", line) for line in lines)
+    keys = [NOISE.sub("", line) for line in lines]
+    counts = Counter(keys)
     last: dict[str, str] = {}
-    for line in lines:
-        last[NOISE.sub("", line)] = line
+    for key, line in zip(keys, lines, strict=True):
+        last.pop(key, None)  # moved to the end: the order is that of the last occurrences
+        last[key] = line
     out = [f"{counts[key]:>4}x {line}" if counts[key] > 1 else f"     {line}"
            for key, line in last.items()]
     return [line[:WIDTH] for line in out]
