@@ -95,6 +95,14 @@ def on_own_topics(stack_conf, cfg, topics: dict[str, str], *sets: str):
     return cli
 
 
+def cancel_running(cfg, job: str) -> None:
+    """A test's clean-up: cancel whichever instance of ``job`` runs (a test may have replaced
+    the one it started), if any."""
+    running = lifecycle.running_job(cfg, job)
+    if running:
+        cancel_job(cfg, running)
+
+
 def after_a_new_checkpoint(cfg, job: str) -> str:
     """The id of ``job``'s running instance, once it has completed one more checkpoint."""
     job_id = lifecycle.running_job(cfg, job)
@@ -210,9 +218,7 @@ def test_release_deploy_upgrade_refused_upgrade_and_rollback(stack_conf, stack_c
         assert records.current_deployment(cfg, "fraud")["version"] == "v1"
         assert wait_for_alerts(cfg, topics["alerts"], want) == want
     finally:
-        job = lifecycle.running_job(cfg, "fraud")
-        if job:
-            cancel_job(cfg, job)
+        cancel_running(cfg, "fraud")
 
     audit = [json.loads(line) for line in (cfg.paths.ops_dir / "audit.log").read_text()
              .splitlines()]
@@ -295,9 +301,7 @@ def test_status_shows_version_checkpoints_restarts_and_the_lag_of_a_stopped_job(
         wait_for(lambda: FlinkRest.of(cfg).all_running(job_id), 120,
                  "the job running again on the new TaskManager")
     finally:
-        running = lifecycle.running_job(cfg, "transactions")
-        if running:
-            cancel_job(cfg, running)
+        cancel_running(cfg, "transactions")
 
     # stopped: traffic keeps coming, and the group's lag is exactly what it has not read
     wait_for(lambda: lifecycle.running_job(cfg, "transactions") is None, 60, "the job stopped")
@@ -359,9 +363,7 @@ def test_rescale_1_2_1_through_savepoints_gives_the_uninterrupted_alerts(stack_c
         assert wait_for_alerts(cfg, topics["alerts"], want) == want
     finally:
         render_flink_conf(cfg)  # the local address back in the client configuration
-        job = lifecycle.running_job(cfg, "fraud")
-        if job:
-            cancel_job(cfg, job)
+        cancel_running(cfg, "fraud")
 
 
 def test_upgrade_of_the_transactions_job_mid_stream_changes_no_committed_output(stack_conf,
@@ -406,9 +408,7 @@ def run_dataset_with_a_switch(cfg, topics, switch) -> dict:
     try:
         return run_dataset(cfg, topics, crash=switch)
     finally:
-        job = lifecycle.running_job(cfg, "transactions")
-        if job:
-            cancel_job(cfg, job)
+        cancel_running(cfg, "transactions")
 
 
 def assert_exact_outputs_across_the_switch(cfg, topics, positions):
@@ -532,6 +532,4 @@ def test_a_release_of_the_layout_before_upgrades_to_todays_and_is_rolled_back_to
         # nothing replayed: the committed outputs are still exactly the expected ones
         assert_exact_outputs_across_the_switch(cfg, topics, positions)
     finally:
-        job = lifecycle.running_job(cfg, "transactions")
-        if job:
-            cancel_job(cfg, job)
+        cancel_running(cfg, "transactions")
