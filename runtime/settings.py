@@ -101,6 +101,7 @@ class Flink:
     tolerable_failed_checkpoints: int = _int(0, 1000)
     heartbeat_interval_ms: int = _int(100, 600_000)
     heartbeat_timeout_ms: int = _int(1000, 3_600_000)
+    metrics_refresh_ms: int = _int(100, 600_000)
     python_execution_mode: str = _str(("thread", "process"))
     state_backend: str = _str(("rocksdb", "hashmap"))
     rocksdb_compression: str = _str(tuple(ROCKSDB_COMPRESSION))

@@ -109,6 +109,7 @@ def render_flink_conf(cfg: Config) -> FlinkPaths:
         "tolerable_failed_checkpoints": fc.tolerable_failed_checkpoints,
         "heartbeat_interval_ms": fc.heartbeat_interval_ms,
         "heartbeat_timeout_ms": fc.heartbeat_timeout_ms,
+        "metrics_refresh_ms": fc.metrics_refresh_ms,
         "prometheus_port_first": fc.prometheus_port_first,
         "prometheus_port_last": fc.prometheus_port_last,
         "python": sys.executable, "python_execution_mode": fc.python_execution_mode,

@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import zipfile
 
 import pytest
@@ -284,10 +285,19 @@ def test_status_shows_version_checkpoints_restarts_and_the_lag_of_a_stopped_job(
         cli("generate", "--count", "300000", "--max-speed", "--seed", "5")
         cli("deploy", "transactions", "--version", "s1", "--from-savepoint", path)
         job_id = lifecycle.running_job(cfg, "transactions")
-        wait_for(lambda: ((our_job(status()) or {}).get("pending_records") or 0) > 0, 60,
-                 "the sources report a backlog", every_s=1)
-        wait_for(lambda: (our_job(status()) or {}).get("pending_records") == 0, 180,
-                 "the backlog read")
+        started, seen = time.monotonic(), []
+
+        def pending():
+            job = our_job(status()) or {}
+            seen.append((round(time.monotonic() - started, 1), job.get("pending_records"),
+                         job.get("records_in_per_s")))
+            return job.get("pending_records")
+
+        try:
+            wait_for(lambda: (pending() or 0) > 0, 60, "the sources report a backlog", every_s=1)
+            wait_for(lambda: pending() == 0, 180, "the backlog read")
+        finally:  # a timeout then shows what each poll saw (pytest prints a failure's stdout)
+            print("status after the deploy (s, pending records, records in/s):", seen)
 
         # a killed TaskManager: the job restarts, and status counts it
         for pid in cluster.flink_pids(cfg)["taskmanager"]:

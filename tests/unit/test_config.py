@@ -130,6 +130,21 @@ def test_the_state_backend_and_managed_memory_are_rendered_for_cluster_and_clien
     assert str(rendered["taskmanager"]["memory"]["managed"]["fraction"]) == fraction
 
 
+def test_the_metrics_refresh_is_rendered_as_the_fetchers_interval(tmp_path: Path):
+    """`payline status` reads job metrics through the JobManager's fetcher: its interval is
+    how old they may be."""
+    def interval(*sets):
+        cfg = config.load(overrides=[f"paths.run_dir={tmp_path}/run",
+                                     f"paths.checkpoints_dir={tmp_path}/cp", *sets])
+        rendered = yaml.safe_load((render_flink_conf(cfg).conf / "config.yaml").read_text())
+        return rendered["metrics"]["fetcher"]["update-interval"]
+
+    assert interval() == 2000
+    assert interval("flink.metrics_refresh_ms=500") == 500
+    with pytest.raises(ConfigError, match="flink.metrics_refresh_ms"):
+        interval("flink.metrics_refresh_ms=0")
+
+
 def test_working_dirs_are_in_the_run_dir_and_cleared_once_no_process_of_the_cluster_runs(
         tmp_path: Path):
     cfg = config.load(overrides=[f"paths.run_dir={tmp_path}/run",
